@@ -1,0 +1,242 @@
+#include "client/client.h"
+
+#include <climits>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
+
+// The wire format is little-endian; tensors are copied to and from it as is.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "reluserve_client assumes a little-endian host");
+
+namespace reluserve {
+namespace {
+
+constexpr char kFp32[] = "FP32";
+
+absl::Status AddInput(absl::string_view name, const Tensor& tensor,
+                      inference::ModelInferRequest& request) {
+  absl::StatusOr<int64_t> count = NumElements(tensor.shape);
+  if (!count.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": ", count.status().message()));
+  }
+  if (static_cast<uint64_t>(*count) != tensor.data.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": shape ", ShapeToString(tensor.shape), " has ", *count,
+        " elements but the data has ", tensor.data.size()));
+  }
+  inference::ModelInferRequest::InferInputTensor* input = request.add_inputs();
+  input->set_name(std::string(name));
+  input->set_datatype(kFp32);
+  input->mutable_shape()->Add(tensor.shape.begin(), tensor.shape.end());
+  request.add_raw_input_contents()->assign(
+      reinterpret_cast<const char*>(tensor.data.data()),
+      tensor.data.size() * sizeof(float));
+  return absl::OkStatus();
+}
+
+absl::Status Malformed(absl::string_view problem) {
+  return absl::InternalError(absl::StrCat("malformed response: ", problem));
+}
+
+}  // namespace
+
+const Tensor* InferResult::Find(absl::string_view name) const {
+  for (const NamedTensor& output : outputs) {
+    if (output.name == name) return &output.tensor;
+  }
+  return nullptr;
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  // Both enumerate the same canonical codes with the same values.
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+Client::Client(ClientOptions options)
+    : Client(options, CreateChannel(options.target)) {}
+
+Client::Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
+    : options_(std::move(options)),
+      channel_(std::move(channel)),
+      stub_(inference::GRPCInferenceService::NewStub(channel_)) {}
+
+std::shared_ptr<grpc::Channel> Client::CreateChannel(
+    const std::string& target) {
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxSendMessageSize(INT_MAX);
+  arguments.SetMaxReceiveMessageSize(INT_MAX);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+                                   arguments);
+}
+
+void Client::PrepareContext(grpc::ClientContext& context) const {
+  if (options_.deadline.count() > 0) {
+    context.set_deadline(std::chrono::system_clock::now() + options_.deadline);
+  }
+}
+
+absl::StatusOr<HealthStatus> Client::Health() const {
+  HealthStatus health;
+  {
+    grpc::ClientContext context;
+    PrepareContext(context);
+    inference::ServerLiveResponse response;
+    grpc::Status status =
+        stub_->ServerLive(&context, inference::ServerLiveRequest(), &response);
+    if (!status.ok()) return FromGrpcStatus(status);
+    health.live = response.live();
+  }
+  {
+    grpc::ClientContext context;
+    PrepareContext(context);
+    inference::ServerReadyResponse response;
+    grpc::Status status = stub_->ServerReady(
+        &context, inference::ServerReadyRequest(), &response);
+    if (status.ok()) {
+      health.ready = response.ready();
+    } else {
+      health.detail = absl::StrCat(
+          "ServerReady: ", FromGrpcStatus(status).ToString(), "; ");
+    }
+  }
+  {
+    grpc::ClientContext context;
+    PrepareContext(context);
+    inference::ModelReadyRequest request;
+    request.set_name(options_.model_name);
+    request.set_version(options_.model_version);
+    inference::ModelReadyResponse response;
+    grpc::Status status = stub_->ModelReady(&context, request, &response);
+    if (status.ok()) {
+      health.model_ready = response.ready();
+    } else {
+      absl::StrAppend(&health.detail,
+                      "ModelReady: ", FromGrpcStatus(status).ToString());
+    }
+  }
+  return health;
+}
+
+absl::StatusOr<inference::ServerMetadataResponse> Client::ServerMetadata()
+    const {
+  grpc::ClientContext context;
+  PrepareContext(context);
+  inference::ServerMetadataResponse response;
+  grpc::Status status = stub_->ServerMetadata(
+      &context, inference::ServerMetadataRequest(), &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<inference::ModelMetadataResponse> Client::ModelMetadata() const {
+  grpc::ClientContext context;
+  PrepareContext(context);
+  inference::ModelMetadataRequest request;
+  request.set_name(options_.model_name);
+  request.set_version(options_.model_version);
+  inference::ModelMetadataResponse response;
+  grpc::Status status = stub_->ModelMetadata(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<inference::ModelInferRequest> Client::MakeRequest(
+    const InferInputs& inputs) const {
+  inference::ModelInferRequest request;
+  request.set_model_name(options_.model_name);
+  request.set_model_version(options_.model_version);
+  request.set_id(inputs.id);
+  absl::Status status = AddInput("x", inputs.x, request);
+  if (!status.ok()) return status;
+  if (inputs.grad_y.has_value()) {
+    status = AddInput("grad_y", *inputs.grad_y, request);
+    if (!status.ok()) return status;
+  }
+  for (const std::string& name : inputs.output_names) {
+    request.add_outputs()->set_name(name);
+  }
+  return request;
+}
+
+absl::StatusOr<InferResult> Client::Infer(const InferInputs& inputs) const {
+  absl::StatusOr<inference::ModelInferRequest> request = MakeRequest(inputs);
+  if (!request.ok()) return request.status();
+  return Infer(*request);
+}
+
+absl::StatusOr<InferResult> Client::Infer(
+    const inference::ModelInferRequest& request) const {
+  grpc::ClientContext context;
+  PrepareContext(context);
+  inference::ModelInferResponse response;
+  const auto start = std::chrono::steady_clock::now();
+  grpc::Status status = stub_->ModelInfer(&context, request, &response);
+  const auto round_trip = std::chrono::steady_clock::now() - start;
+  if (!status.ok()) return FromGrpcStatus(status);
+  absl::StatusOr<InferResult> result = DecodeResponse(response);
+  if (result.ok()) result->round_trip = round_trip;
+  return result;
+}
+
+absl::StatusOr<InferResult> DecodeResponse(
+    const inference::ModelInferResponse& response) {
+  const int raw_count = response.raw_output_contents_size();
+  if (raw_count != 0 && raw_count != response.outputs_size()) {
+    return Malformed(absl::StrCat(response.outputs_size(), " outputs but ",
+                                  raw_count, " raw_output_contents"));
+  }
+  InferResult result;
+  result.model_name = response.model_name();
+  result.model_version = response.model_version();
+  result.id = response.id();
+  result.outputs.reserve(response.outputs_size());
+  for (int i = 0; i < response.outputs_size(); ++i) {
+    const auto& output = response.outputs(i);
+    if (output.datatype() != kFp32) {
+      return Malformed(absl::StrCat("output ", output.name(), " has datatype ",
+                                    output.datatype(), ", expected FP32"));
+    }
+    NamedTensor named;
+    named.name = output.name();
+    named.tensor.shape.assign(output.shape().begin(), output.shape().end());
+    absl::StatusOr<int64_t> count = NumElements(named.tensor.shape);
+    if (!count.ok()) {
+      return Malformed(absl::StrCat("output ", output.name(), ": ",
+                                    count.status().message()));
+    }
+    std::vector<float>& data = named.tensor.data;
+    if (raw_count != 0) {
+      const std::string& raw = response.raw_output_contents(i);
+      if (raw.size() % sizeof(float) != 0 ||
+          raw.size() / sizeof(float) != static_cast<uint64_t>(*count)) {
+        return Malformed(absl::StrCat("output ", output.name(), " has shape ",
+                                      ShapeToString(named.tensor.shape), " (",
+                                      *count, " FP32 values) but ", raw.size(),
+                                      " bytes"));
+      }
+      data.resize(raw.size() / sizeof(float));
+      if (!raw.empty()) std::memcpy(data.data(), raw.data(), raw.size());
+    } else {
+      const auto& values = output.contents().fp32_contents();
+      if (values.size() != *count) {
+        return Malformed(absl::StrCat("output ", output.name(), " has shape ",
+                                      ShapeToString(named.tensor.shape),
+                                      " but ", values.size(),
+                                      " fp32_contents"));
+      }
+      data.assign(values.begin(), values.end());
+    }
+    result.outputs.push_back(std::move(named));
+  }
+  return result;
+}
+
+}  // namespace reluserve

@@ -1,0 +1,101 @@
+#ifndef RELUSERVE_SERVER_CORE_LINEAR_RELU_H_
+#define RELUSERVE_SERVER_CORE_LINEAR_RELU_H_
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "dnnl.hpp"
+#include "server/core/weights.h"
+
+namespace reluserve {
+
+struct LinearReluOptions {
+  // OpenMP threads oneDNN may use inside one call. Concurrent callers each
+  // open their own team, so more than 1 oversubscribes a small machine.
+  int intra_op_threads = 1;
+  // How many batch sizes keep their primitives; the least recently used
+  // batch size is dropped beyond this.
+  size_t max_cached_batch_sizes = 64;
+};
+
+// Where the backward pass writes; a null pointer skips that gradient.
+struct GradientOutputs {
+  float* grad_x = nullptr;       // [N, K]
+  float* grad_weight = nullptr;  // [M, K], summed over the batch
+  float* grad_bias = nullptr;    // [M], summed over the batch
+};
+
+// The layer y = max(0, x·Wᵀ + b) and its backward pass, on oneDNN.
+//
+// Thread safety: after Create(), every method may be called from any number
+// of threads at once. Primitives are shared between callers; each call brings
+// its own scratchpad (oneDNN's default scratchpad is not safe to share).
+class LinearRelu {
+ public:
+  static absl::StatusOr<std::unique_ptr<LinearRelu>> Create(
+      const LinearWeights& weights, const LinearReluOptions& options = {});
+
+  LinearRelu(const LinearRelu&) = delete;
+  LinearRelu& operator=(const LinearRelu&) = delete;
+  ~LinearRelu();
+
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
+
+  // x: [batch, K] row-major; y: [batch, M] row-major.
+  absl::Status Forward(int64_t batch, const float* x, float* y) const;
+
+  // The forward pass followed by the backward pass for upstream gradient
+  // grad_y [batch, M]. `y` may be null when the caller does not want it.
+  absl::Status ForwardBackward(int64_t batch, const float* x,
+                               const float* grad_y, float* y,
+                               const GradientOutputs& gradients) const;
+
+  // The instruction set oneDNN dispatches to on this machine, e.g.
+  // "avx512_core_bf16".
+  static std::string CpuIsaName();
+
+ private:
+  struct BatchPrimitives;
+
+  LinearRelu(const LinearWeights& weights, const LinearReluOptions& options);
+
+  absl::StatusOr<std::shared_ptr<const BatchPrimitives>> PrimitivesFor(
+      int64_t batch) const;
+  std::shared_ptr<const BatchPrimitives> BuildPrimitives(int64_t batch) const;
+  dnnl::memory WeightsIn(const dnnl::memory::desc& layout) const;
+  absl::Status RunForwardBackward(int64_t batch, const float* x,
+                                  const float* grad_y, float* y,
+                                  const GradientOutputs& gradients) const;
+
+  const int64_t in_features_;
+  const int64_t out_features_;
+  const LinearReluOptions options_;
+  dnnl::engine engine_;
+  // Plain [M, K] weights: the source of every reordered copy.
+  std::vector<float> plain_weight_;
+  std::vector<float> bias_;
+
+  mutable std::mutex mutex_;
+  // Guarded by mutex_: weights reordered into each layout a primitive asked
+  // for (usually one or two), and the per-batch primitives in LRU order.
+  mutable std::vector<std::pair<dnnl::memory::desc, dnnl::memory>>
+      reordered_weights_;
+  mutable std::list<int64_t> batch_lru_;
+  mutable std::unordered_map<int64_t,
+                             std::pair<std::shared_ptr<const BatchPrimitives>,
+                                       std::list<int64_t>::iterator>>
+      primitives_by_batch_;
+};
+
+}  // namespace reluserve
+
+#endif  // RELUSERVE_SERVER_CORE_LINEAR_RELU_H_

@@ -1,0 +1,29 @@
+#ifndef RELUSERVE_SERVER_CORE_NAIVE_REFERENCE_H_
+#define RELUSERVE_SERVER_CORE_NAIVE_REFERENCE_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "server/core/weights.h"
+
+namespace reluserve {
+
+// Linear+ReLU forward and backward as plain loops in double precision: the
+// yardstick the oneDNN implementation is tested against. Tests only.
+struct ReferenceResult {
+  std::vector<double> y;            // [N, M]
+  std::vector<double> grad_x;       // [N, K]; empty without grad_y
+  std::vector<double> grad_weight;  // [M, K]; empty without grad_y
+  std::vector<double> grad_bias;    // [M]; empty without grad_y
+};
+
+// ReLU as PyTorch computes it: NaN propagates, everything else is max(0, v).
+double ReferenceRelu(double pre_activation);
+
+// `grad_y` may be null for a forward-only result.
+ReferenceResult NaiveLinearRelu(const LinearWeights& weights, int64_t batch,
+                                const float* x, const float* grad_y);
+
+}  // namespace reluserve
+
+#endif  // RELUSERVE_SERVER_CORE_NAIVE_REFERENCE_H_

@@ -1,0 +1,147 @@
+// reluserve-server: flags → weights → LinearRelu → Server, until SIGINT or
+// SIGTERM, then a graceful drain.
+#include <malloc.h>
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "dnnl.hpp"
+#include "server/core/linear_relu.h"
+#include "server/core/weights.h"
+#include "server/service/server.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+
+struct Flags {
+  std::string host = "127.0.0.1";
+  int port = 8001;
+  std::string weights_file;
+  std::string weights_prefix;
+  int64_t in_features = 3072;
+  int64_t out_features = 100;
+  uint64_t seed = 42;
+  int64_t max_batch = 4096;
+  int threads = 1;
+  double drain_seconds = 10.0;
+};
+
+// Keep megabyte tensor buffers in the heap between calls: by default glibc
+// returns them to the kernel after each request and faults them in again on
+// the next (hundreds of page faults per call, measured).
+void KeepLargeBuffersAcrossCalls() {
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  CLI::App app{
+      "ReluServe: a Linear+ReLU layer (oneDNN) served over the Open Inference "
+      "Protocol (KServe v2 gRPC)"};
+  app.add_option("--host", flags.host, "Address to listen on")
+      ->capture_default_str();
+  app.add_option("--port", flags.port, "Port to listen on (0 picks one)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--weights", flags.weights_file,
+                 "safetensors file with tensors weight [M, K] and bias [M]")
+      ->check(CLI::ExistingFile);
+  app.add_option("--weights-prefix", flags.weights_prefix,
+                 "Name prefix of the layer inside the file, e.g. 'fc.'");
+  app.add_option("--in-features", flags.in_features,
+                 "K, when no weights file is given")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--out-features", flags.out_features,
+                 "M, when no weights file is given")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--seed", flags.seed,
+                 "Seed of the default He-normal weights (no weights file)")
+      ->capture_default_str();
+  app.add_option("--max-batch", flags.max_batch,
+                 "Largest batch N accepted; sets the gRPC message limits")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--threads", flags.threads,
+                 "oneDNN (OpenMP) threads per call; concurrent calls each use "
+                 "this many")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--drain-seconds", flags.drain_seconds,
+                 "On SIGTERM, how long calls in flight may take to finish")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  // Signals are taken by sigwait below, so every thread started from here
+  // on must inherit them blocked.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  KeepLargeBuffersAcrossCalls();
+
+  absl::StatusOr<reluserve::LinearWeights> weights =
+      flags.weights_file.empty()
+          ? reluserve::MakeDefaultWeights(flags.in_features, flags.out_features,
+                                          flags.seed)
+          : reluserve::LoadSafetensors(flags.weights_file,
+                                       flags.weights_prefix);
+  if (!weights.ok()) {
+    spdlog::critical("cannot load weights: {}",
+                     std::string(weights.status().message()));
+    return 1;
+  }
+  reluserve::LinearReluOptions layer_options;
+  layer_options.intra_op_threads = flags.threads;
+  absl::StatusOr<std::unique_ptr<reluserve::LinearRelu>> layer =
+      reluserve::LinearRelu::Create(*weights, layer_options);
+  if (!layer.ok()) {
+    spdlog::critical("cannot build the model: {}",
+                     std::string(layer.status().message()));
+    return 1;
+  }
+
+  reluserve::Server::Options options;
+  options.host = flags.host;
+  options.port = flags.port;
+  options.model.in_features = weights->in_features;
+  options.model.out_features = weights->out_features;
+  options.model.max_batch = flags.max_batch;
+  absl::StatusOr<std::unique_ptr<reluserve::Server>> server =
+      reluserve::Server::Start(options, std::move(*layer));
+  if (!server.ok()) {
+    spdlog::critical("{}", std::string(server.status().message()));
+    return 1;
+  }
+  const dnnl_version_t* onednn = dnnl_version();
+  spdlog::info(
+      "model {} v{}: K={} M={} from {}; oneDNN {}.{}.{} on {}, {} thread(s) "
+      "per call; max batch {} (messages up to {} MiB in, {} MiB out)",
+      options.model.name, options.model.version, weights->in_features,
+      weights->out_features, weights->source, onednn->major, onednn->minor,
+      onednn->patch, reluserve::LinearRelu::CpuIsaName(), flags.threads,
+      flags.max_batch, (*server)->max_receive_bytes() >> 20,
+      (*server)->max_send_bytes() >> 20);
+  spdlog::info("listening on {}", (*server)->address());
+
+  int received = 0;
+  sigwait(&stop_signals, &received);
+  spdlog::info("{} received: draining for up to {} s", strsignal(received),
+               flags.drain_seconds);
+  (*server)->Shutdown(
+      std::chrono::system_clock::now() +
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::duration<double>(flags.drain_seconds)));
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,278 @@
+#include "server/service/request_validation.h"
+
+#include <algorithm>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace reluserve {
+namespace {
+
+std::string ShapeString(const google::protobuf::RepeatedField<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+// The name of the first typed-contents field that holds values, or "".
+absl::string_view FilledContentsField(
+    const inference::InferTensorContents& contents) {
+  if (contents.fp32_contents_size() > 0) return "fp32_contents";
+  if (contents.bool_contents_size() > 0) return "bool_contents";
+  if (contents.int_contents_size() > 0) return "int_contents";
+  if (contents.int64_contents_size() > 0) return "int64_contents";
+  if (contents.uint_contents_size() > 0) return "uint_contents";
+  if (contents.uint64_contents_size() > 0) return "uint64_contents";
+  if (contents.fp64_contents_size() > 0) return "fp64_contents";
+  if (contents.bytes_contents_size() > 0) return "bytes_contents";
+  return "";
+}
+
+// The number of elements of an FP32 input, after checking its datatype and
+// that its shape has no negative dimension and stays addressable.
+absl::StatusOr<int64_t> CheckDatatypeAndCount(
+    const inference::ModelInferRequest::InferInputTensor& input) {
+  if (input.datatype() != kFp32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input '", input.name(), "': expected datatype ", kFp32,
+                     ", got '", input.datatype(), "'"));
+  }
+  if (input.shape_size() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input '", input.name(), "': expected a shape, got none"));
+  }
+  int64_t count = 1;
+  for (int64_t dim : input.shape()) {
+    if (dim < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", input.name(),
+                       "': expected non-negative dimensions, got shape ",
+                       ShapeString(input.shape())));
+    }
+    if (__builtin_mul_overflow(count, dim, &count) ||
+        count > INT64_MAX / static_cast<int64_t>(sizeof(float))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", input.name(), "': shape ",
+                       ShapeString(input.shape()), " overflows"));
+    }
+  }
+  return count;
+}
+
+// The values of input `index`, from raw_input_contents or typed contents.
+absl::StatusOr<const float*> CheckInputData(
+    const inference::ModelInferRequest& request, int index, int64_t count) {
+  const auto& input = request.inputs(index);
+  const absl::string_view typed_field = FilledContentsField(input.contents());
+  if (request.raw_input_contents_size() > 0) {
+    if (!typed_field.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input '", input.name(),
+          "': expected its data either in raw_input_contents or in contents, "
+          "not both; got raw_input_contents and contents.",
+          typed_field));
+    }
+    const std::string& raw = request.raw_input_contents(index);
+    const int64_t expected_bytes = count * static_cast<int64_t>(sizeof(float));
+    if (static_cast<int64_t>(raw.size()) != expected_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", input.name(), "': expected ", expected_bytes,
+                       " bytes in raw_input_contents for FP32 shape ",
+                       ShapeString(input.shape()), ", got ", raw.size()));
+    }
+    // std::string storage comes from operator new (or the object itself for
+    // short strings): aligned for float either way, so no copy is needed.
+    return reinterpret_cast<const float*>(raw.data());
+  }
+  if (!typed_field.empty() && typed_field != "fp32_contents") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", input.name(),
+        "': datatype FP32 expects its values in contents.fp32_contents, got "
+        "contents.",
+        typed_field));
+  }
+  const int64_t values = input.contents().fp32_contents_size();
+  if (values != count) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", input.name(), "': expected ", count,
+        " values in contents.fp32_contents (or raw_input_contents) for shape ",
+        ShapeString(input.shape()), ", got ", values));
+  }
+  return input.contents().fp32_contents().data();
+}
+
+absl::StatusOr<OutputTensor> ParseOutputName(absl::string_view name) {
+  if (name == kOutputY) return OutputTensor::kY;
+  if (name == kOutputGradX) return OutputTensor::kGradX;
+  if (name == kOutputGradWeight) return OutputTensor::kGradWeight;
+  if (name == kOutputGradBias) return OutputTensor::kGradBias;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown output '", name,
+                   "'; expected one of y, grad_x, grad_weight, grad_bias"));
+}
+
+absl::Status CheckXShape(
+    const inference::ModelInferRequest::InferInputTensor& x,
+    const ModelConfig& model) {
+  const auto& shape = x.shape();
+  const std::string expected =
+      absl::StrCat("[N, ", model.in_features,
+                   "] or [N, d1, ..., dk] with d1·…·dk = ", model.in_features);
+  if (shape.size() < 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input 'x': expected shape ", expected, ", got ", ShapeString(shape)));
+  }
+  if (shape[0] == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input 'x': expected a batch of at least 1 row (N >= 1), got shape ",
+        ShapeString(shape)));
+  }
+  int64_t features = 1;
+  bool overflowed = false;
+  for (int i = 1; i < shape.size(); ++i) {
+    overflowed |= __builtin_mul_overflow(features, shape[i], &features);
+  }
+  if (overflowed || features != model.in_features) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input 'x': expected shape ", expected, ", got ",
+                     ShapeString(shape), " (", features, " features)"));
+  }
+  if (shape[0] > model.max_batch) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input 'x': batch size ", shape[0],
+        " exceeds the server's maximum batch size of ", model.max_batch));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::string_view OutputName(OutputTensor output) {
+  switch (output) {
+    case OutputTensor::kY:
+      return kOutputY;
+    case OutputTensor::kGradX:
+      return kOutputGradX;
+    case OutputTensor::kGradWeight:
+      return kOutputGradWeight;
+    case OutputTensor::kGradBias:
+      return kOutputGradBias;
+  }
+  return "";
+}
+
+bool ValidatedInferRequest::NeedsBackward() const {
+  return std::any_of(outputs.begin(), outputs.end(), [](OutputTensor output) {
+    return output != OutputTensor::kY;
+  });
+}
+
+absl::Status CheckModelSelected(absl::string_view name,
+                                absl::string_view version,
+                                const ModelConfig& model) {
+  if (name != model.name) {
+    return absl::NotFoundError(absl::StrCat(
+        "unknown model '", name, "'; this server serves '", model.name, "'"));
+  }
+  if (!version.empty() && version != model.version) {
+    return absl::NotFoundError(
+        absl::StrCat("unknown version '", version, "' of model '", model.name,
+                     "'; this server serves version ", model.version));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ValidatedInferRequest> ValidateInferRequest(
+    const inference::ModelInferRequest& request, const ModelConfig& model) {
+  if (absl::Status selected = CheckModelSelected(
+          request.model_name(), request.model_version(), model);
+      !selected.ok()) {
+    return selected;
+  }
+  const int raw_count = request.raw_input_contents_size();
+  if (raw_count > 0 && raw_count != request.inputs_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected one raw_input_contents entry per input (",
+                     request.inputs_size(), "), got ", raw_count));
+  }
+
+  int x_index = -1, grad_y_index = -1;
+  for (int i = 0; i < request.inputs_size(); ++i) {
+    const std::string& name = request.inputs(i).name();
+    int* slot = name == kInputX       ? &x_index
+                : name == kInputGradY ? &grad_y_index
+                                      : nullptr;
+    if (slot == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown input '", name,
+                       "'; expected 'x' (required) and 'grad_y' (optional)"));
+    }
+    if (*slot >= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", name, "' appears twice; expected it once"));
+    }
+    *slot = i;
+  }
+  if (x_index < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("missing input 'x': expected FP32 [N, ", model.in_features,
+                     "], got ", request.inputs_size(), " other input(s)"));
+  }
+
+  ValidatedInferRequest validated;
+  const auto& x = request.inputs(x_index);
+  absl::StatusOr<int64_t> x_count = CheckDatatypeAndCount(x);
+  if (!x_count.ok()) return x_count.status();
+  if (absl::Status shape = CheckXShape(x, model); !shape.ok()) return shape;
+  absl::StatusOr<const float*> x_data =
+      CheckInputData(request, x_index, *x_count);
+  if (!x_data.ok()) return x_data.status();
+  validated.batch = x.shape(0);
+  validated.x = *x_data;
+  validated.x_shape.assign(x.shape().begin(), x.shape().end());
+
+  if (grad_y_index >= 0) {
+    const auto& grad_y = request.inputs(grad_y_index);
+    absl::StatusOr<int64_t> grad_y_count = CheckDatatypeAndCount(grad_y);
+    if (!grad_y_count.ok()) return grad_y_count.status();
+    if (grad_y.shape_size() != 2 || grad_y.shape(0) != validated.batch ||
+        grad_y.shape(1) != model.out_features) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input 'grad_y': expected shape [", validated.batch, ", ",
+          model.out_features, "] (x's batch by the model's outputs), got ",
+          ShapeString(grad_y.shape())));
+    }
+    absl::StatusOr<const float*> grad_y_data =
+        CheckInputData(request, grad_y_index, *grad_y_count);
+    if (!grad_y_data.ok()) return grad_y_data.status();
+    validated.grad_y = *grad_y_data;
+  }
+
+  if (request.outputs_size() == 0) {
+    validated.outputs = {OutputTensor::kY};
+    if (validated.grad_y != nullptr) {
+      validated.outputs.insert(validated.outputs.end(),
+                               {OutputTensor::kGradX, OutputTensor::kGradWeight,
+                                OutputTensor::kGradBias});
+    }
+    return validated;
+  }
+  for (const auto& requested : request.outputs()) {
+    absl::StatusOr<OutputTensor> output = ParseOutputName(requested.name());
+    if (!output.ok()) return output.status();
+    if (std::find(validated.outputs.begin(), validated.outputs.end(),
+                  *output) != validated.outputs.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "output '", requested.name(), "' requested twice; expected it once"));
+    }
+    if (*output != OutputTensor::kY && validated.grad_y == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "output '", requested.name(),
+          "' needs input 'grad_y' (the upstream gradient, FP32 [N, ",
+          model.out_features, "]), which the request does not have"));
+    }
+    validated.outputs.push_back(*output);
+  }
+  return validated;
+}
+
+}  // namespace reluserve

@@ -1,0 +1,46 @@
+#ifndef RELUSERVE_SERVER_SERVICE_REQUEST_VALIDATION_H_
+#define RELUSERVE_SERVER_SERVICE_REQUEST_VALIDATION_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "grpc_service.pb.h"
+#include "server/service/model_config.h"
+
+namespace reluserve {
+
+enum class OutputTensor { kY, kGradX, kGradWeight, kGradBias };
+
+absl::string_view OutputName(OutputTensor output);
+
+// A request that passed every check, as views into the request message: it
+// is valid only while that message lives and is not modified.
+struct ValidatedInferRequest {
+  int64_t batch = 0;
+  const float* x = nullptr;       // [batch, K] row-major
+  std::vector<int64_t> x_shape;   // as the client sent it, e.g. [N, 3, 32, 32]
+  const float* grad_y = nullptr;  // [batch, M], or null for forward only
+  std::vector<OutputTensor> outputs;  // what to return, in response order
+
+  bool NeedsBackward() const;
+};
+
+// Every check of API.md on a ModelInfer request, in one place: model name and
+// version (NotFound), then tensors, datatypes, shapes, byte counts and output
+// selection (InvalidArgument). Each message names the tensor, what was
+// expected and what came.
+absl::StatusOr<ValidatedInferRequest> ValidateInferRequest(
+    const inference::ModelInferRequest& request, const ModelConfig& model);
+
+// NotFound unless `name`/`version` select the served model; an empty version
+// means the server's choice.
+absl::Status CheckModelSelected(absl::string_view name,
+                                absl::string_view version,
+                                const ModelConfig& model);
+
+}  // namespace reluserve
+
+#endif  // RELUSERVE_SERVER_SERVICE_REQUEST_VALIDATION_H_

@@ -1,0 +1,69 @@
+#ifndef RELUSERVE_SERVER_SERVICE_SERVER_H_
+#define RELUSERVE_SERVER_SERVICE_SERVER_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "server/core/linear_relu.h"
+#include "server/service/model_config.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace reluserve {
+
+class InferenceService;
+
+// A running gRPC server: the inference service, grpc.health.v1 and server
+// reflection on one listening address.
+//
+// Thread safety: Shutdown() and Wait() may be called from any thread, once.
+class Server {
+ public:
+  struct Options {
+    std::string host = "127.0.0.1";
+    int port = 8001;  // 0 picks a free port; see port()
+    ModelConfig model;
+  };
+
+  // Binds and starts serving. Fails (without serving anything) when the
+  // address is busy or cannot be bound.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      Options options, std::shared_ptr<const LinearRelu> layer);
+
+  ~Server();
+
+  // The port actually bound.
+  int port() const { return port_; }
+  // "host:port" as a client would dial it.
+  std::string address() const;
+  // The largest request and response the server accepts and sends.
+  int max_receive_bytes() const { return max_receive_bytes_; }
+  int max_send_bytes() const { return max_send_bytes_; }
+
+  // Stops accepting calls, reports not ready, lets calls in flight finish
+  // until `deadline`, then cancels what is left.
+  void Shutdown(std::chrono::system_clock::time_point deadline);
+
+ private:
+  Server() = default;
+
+  Options options_;
+  int port_ = 0;
+  int max_receive_bytes_ = 0;
+  int max_send_bytes_ = 0;
+  std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+};
+
+// Message limits that fit the largest batch of `model`, with room for the
+// protocol's own fields.
+int MaxReceiveBytes(const ModelConfig& model);
+int MaxSendBytes(const ModelConfig& model);
+
+}  // namespace reluserve
+
+#endif  // RELUSERVE_SERVER_SERVICE_SERVER_H_

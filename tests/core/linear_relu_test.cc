@@ -1,0 +1,310 @@
+#include "server/core/linear_relu.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "server/core/naive_reference.h"
+#include "server/core/weights.h"
+#include "tests/support/tensor_testing.h"
+
+namespace reluserve {
+namespace {
+
+using ::reluserve::testing::RandomValues;
+using ::reluserve::testing::RelativeError;
+
+// The contract's fp32 tolerance: norm-wise relative error against the double
+// reference.
+constexpr double kFp32Tolerance = 1e-5;
+
+LinearWeights RandomWeights(int64_t in_features, int64_t out_features,
+                            uint64_t seed) {
+  LinearWeights weights = MakeDefaultWeights(in_features, out_features, seed);
+  // Varied biases exercise the bias path harder than the constant default.
+  weights.bias = RandomValues(out_features, seed + 1);
+  for (float& b : weights.bias) b *= 0.1f;
+  return weights;
+}
+
+std::unique_ptr<LinearRelu> MakeLayer(const LinearWeights& weights,
+                                      LinearReluOptions options = {}) {
+  absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
+      LinearRelu::Create(weights, options);
+  EXPECT_TRUE(layer.ok()) << layer.status();
+  return std::move(*layer);
+}
+
+struct Outputs {
+  std::vector<float> y, grad_x, grad_weight, grad_bias;
+};
+
+Outputs RunForwardBackward(const LinearRelu& layer, int64_t batch,
+                           const std::vector<float>& x,
+                           const std::vector<float>& grad_y) {
+  const int64_t k = layer.in_features(), m = layer.out_features();
+  Outputs out{std::vector<float>(batch * m), std::vector<float>(batch * k),
+              std::vector<float>(m * k), std::vector<float>(m)};
+  const absl::Status status = layer.ForwardBackward(
+      batch, x.data(), grad_y.data(), out.y.data(),
+      {out.grad_x.data(), out.grad_weight.data(), out.grad_bias.data()});
+  EXPECT_TRUE(status.ok()) << status;
+  return out;
+}
+
+// (batch, in_features, out_features)
+class LinearReluVsReference
+    : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, int64_t>> {};
+
+TEST_P(LinearReluVsReference, ForwardMatches) {
+  const auto [batch, k, m] = GetParam();
+  const LinearWeights weights = RandomWeights(k, m, 7);
+  const auto layer = MakeLayer(weights);
+  const std::vector<float> x = RandomValues(batch * k, 11);
+
+  std::vector<float> y(batch * m, -1.0f);
+  ASSERT_TRUE(layer->Forward(batch, x.data(), y.data()).ok());
+
+  const ReferenceResult expected = NaiveLinearRelu(weights, batch, x.data(),
+                                                   /*grad_y=*/nullptr);
+  EXPECT_LE(RelativeError(y, expected.y), kFp32Tolerance);
+  for (float value : y) EXPECT_GE(value, 0.0f);
+}
+
+TEST_P(LinearReluVsReference, ForwardBackwardMatches) {
+  const auto [batch, k, m] = GetParam();
+  const LinearWeights weights = RandomWeights(k, m, 7);
+  const auto layer = MakeLayer(weights);
+  const std::vector<float> x = RandomValues(batch * k, 11);
+  const std::vector<float> grad_y = RandomValues(batch * m, 13);
+
+  const Outputs out = RunForwardBackward(*layer, batch, x, grad_y);
+  const ReferenceResult expected =
+      NaiveLinearRelu(weights, batch, x.data(), grad_y.data());
+  EXPECT_LE(RelativeError(out.y, expected.y), kFp32Tolerance);
+  EXPECT_LE(RelativeError(out.grad_x, expected.grad_x), kFp32Tolerance);
+  EXPECT_LE(RelativeError(out.grad_weight, expected.grad_weight),
+            kFp32Tolerance);
+  EXPECT_LE(RelativeError(out.grad_bias, expected.grad_bias), kFp32Tolerance);
+
+  // The training forward and the inference forward agree to the bit.
+  std::vector<float> inference_y(batch * m);
+  ASSERT_TRUE(layer->Forward(batch, x.data(), inference_y.data()).ok());
+  EXPECT_EQ(0, std::memcmp(inference_y.data(), out.y.data(),
+                           inference_y.size() * sizeof(float)));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    DefaultAndOddDims, LinearReluVsReference,
+    ::testing::Combine(::testing::Values(1, 7, 100, 256),
+                       ::testing::Values(3072, 37), ::testing::Values(100, 13)),
+    [](const auto& info) {
+      return "N" + std::to_string(std::get<0>(info.param)) + "_K" +
+             std::to_string(std::get<1>(info.param)) + "_M" +
+             std::to_string(std::get<2>(info.param));
+    });
+
+// ReLU's derivative is exactly 0 where y == 0, whatever grad_y says.
+TEST(LinearReluTest, GradientIsExactlyZeroWhereOutputIsZero) {
+  const LinearWeights weights = RandomWeights(3072, 100, 3);
+  const auto layer = MakeLayer(weights);
+  const std::vector<float> x = RandomValues(3072, 5);
+  const std::vector<float> grad_y(100, 1.0f);
+  // With one row, grad_bias is the masked upstream gradient itself.
+  const Outputs out = RunForwardBackward(*layer, 1, x, grad_y);
+  int zeros = 0;
+  for (int m = 0; m < 100; ++m) {
+    if (out.y[m] == 0.0f) {
+      ++zeros;
+      EXPECT_EQ(out.grad_bias[m], 0.0f) << "unit " << m;
+      for (int k = 0; k < 3072; ++k) {
+        ASSERT_EQ(out.grad_weight[m * 3072 + k], 0.0f) << m << "," << k;
+      }
+    } else {
+      EXPECT_EQ(out.grad_bias[m], 1.0f) << "unit " << m;
+    }
+  }
+  // Random inputs leave roughly half of the units dead; the check above must
+  // have seen both kinds.
+  EXPECT_GT(zeros, 10);
+  EXPECT_LT(zeros, 90);
+}
+
+// Central differences of L = Σ grad_y ⊙ y in double precision, against the
+// gradients oneDNN computes in fp32.
+TEST(LinearReluTest, GradientsMatchFiniteDifferences) {
+  constexpr int64_t kBatch = 3, kIn = 5, kOut = 4;
+  const LinearWeights weights = RandomWeights(kIn, kOut, 21);
+  const std::vector<float> x = RandomValues(kBatch * kIn, 22);
+  const std::vector<float> grad_y = RandomValues(kBatch * kOut, 23);
+  const auto layer = MakeLayer(weights);
+  const Outputs out = RunForwardBackward(*layer, kBatch, x, grad_y);
+
+  std::vector<double> xd(x.begin(), x.end());
+  std::vector<double> wd(weights.weight.begin(), weights.weight.end());
+  std::vector<double> bd(weights.bias.begin(), weights.bias.end());
+  double closest_kink = std::numeric_limits<double>::infinity();
+  auto loss = [&] {
+    double total = 0.0;
+    for (int64_t n = 0; n < kBatch; ++n) {
+      for (int64_t m = 0; m < kOut; ++m) {
+        double pre = bd[m];
+        for (int64_t k = 0; k < kIn; ++k) {
+          pre += xd[n * kIn + k] * wd[m * kIn + k];
+        }
+        closest_kink = std::min(closest_kink, std::abs(pre));
+        total += grad_y[n * kOut + m] * ReferenceRelu(pre);
+      }
+    }
+    return total;
+  };
+  loss();
+  constexpr double kStep = 1e-6;
+  // A difference across ReLU's kink would not be a derivative.
+  ASSERT_GT(closest_kink, 100 * kStep);
+
+  auto numeric = [&](std::vector<double>& params, size_t i) {
+    const double saved = params[i];
+    params[i] = saved + kStep;
+    const double up = loss();
+    params[i] = saved - kStep;
+    const double down = loss();
+    params[i] = saved;
+    return (up - down) / (2 * kStep);
+  };
+  auto expect_close = [&](const std::vector<float>& analytic,
+                          std::vector<double>& params, const char* name) {
+    std::vector<double> numerical(params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      numerical[i] = numeric(params, i);
+    }
+    EXPECT_LE(RelativeError(analytic, numerical), 1e-5) << name;
+  };
+  expect_close(out.grad_x, xd, "grad_x");
+  expect_close(out.grad_weight, wd, "grad_weight");
+  expect_close(out.grad_bias, bd, "grad_bias");
+}
+
+TEST(LinearReluTest, SkippedGradientsLeaveTheRestIntact) {
+  const LinearWeights weights = RandomWeights(37, 13, 8);
+  const auto layer = MakeLayer(weights);
+  const std::vector<float> x = RandomValues(7 * 37, 9);
+  const std::vector<float> grad_y = RandomValues(7 * 13, 10);
+  const Outputs all = RunForwardBackward(*layer, 7, x, grad_y);
+
+  std::vector<float> grad_weight(13 * 37);
+  ASSERT_TRUE(layer
+                  ->ForwardBackward(7, x.data(), grad_y.data(),
+                                    /*y=*/nullptr,
+                                    {nullptr, grad_weight.data(), nullptr})
+                  .ok());
+  EXPECT_EQ(grad_weight, all.grad_weight);
+
+  std::vector<float> grad_x(7 * 37);
+  ASSERT_TRUE(layer
+                  ->ForwardBackward(7, x.data(), grad_y.data(), nullptr,
+                                    {grad_x.data(), nullptr, nullptr})
+                  .ok());
+  EXPECT_EQ(grad_x, all.grad_x);
+}
+
+TEST(LinearReluTest, NanAndInfinityFollowIeeeLikePyTorch) {
+  LinearWeights weights;
+  weights.in_features = 2;
+  weights.out_features = 3;
+  weights.weight = {1.0f,  0.0f,   // y0 = relu(x0)
+                    -1.0f, 0.0f,   // y1 = relu(-x0)
+                    0.0f,  1.0f};  // y2 = relu(x1)
+  weights.bias = {0.0f, 0.0f, 0.0f};
+  const auto layer = MakeLayer(weights);
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> x = {inf, 1.0f,  //
+                                std::nanf(""), 1.0f};
+  std::vector<float> y(6);
+  ASSERT_TRUE(layer->Forward(2, x.data(), y.data()).ok());
+  EXPECT_EQ(y[0], inf);
+  EXPECT_EQ(y[1], 0.0f);  // relu(-inf) = 0
+  // 0 · inf and 0 · NaN are NaN in IEEE arithmetic; NaN survives ReLU.
+  EXPECT_TRUE(std::isnan(y[2]));
+  for (int i = 3; i < 6; ++i) EXPECT_TRUE(std::isnan(y[i])) << i;
+}
+
+TEST(LinearReluTest, ConcurrentCallersGetTheSameBitsAsSerialCalls) {
+  const LinearWeights weights = RandomWeights(3072, 100, 31);
+  const auto layer = MakeLayer(weights);
+  const std::vector<int64_t> batches = {1, 3, 7, 32, 100};
+  std::vector<std::vector<float>> xs, grad_ys;
+  std::vector<Outputs> serial;
+  for (int64_t batch : batches) {
+    xs.push_back(RandomValues(batch * 3072, 100 + batch));
+    grad_ys.push_back(RandomValues(batch * 100, 200 + batch));
+    serial.push_back(
+        RunForwardBackward(*layer, batch, xs.back(), grad_ys.back()));
+  }
+
+  constexpr int kThreads = 8, kRounds = 6;
+  std::vector<int> mismatches(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < kRounds; ++round) {
+        const size_t i = (t + round) % batches.size();
+        const Outputs out =
+            RunForwardBackward(*layer, batches[i], xs[i], grad_ys[i]);
+        std::vector<float> y(batches[i] * 100);
+        EXPECT_TRUE(layer->Forward(batches[i], xs[i].data(), y.data()).ok());
+        if (out.y != serial[i].y || y != serial[i].y ||
+            out.grad_x != serial[i].grad_x ||
+            out.grad_weight != serial[i].grad_weight ||
+            out.grad_bias != serial[i].grad_bias) {
+          ++mismatches[t];
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(mismatches[t], 0) << t;
+}
+
+TEST(LinearReluTest, EvictedBatchSizesAreRebuiltCorrectly) {
+  const LinearWeights weights = RandomWeights(37, 13, 41);
+  LinearReluOptions options;
+  options.max_cached_batch_sizes = 2;
+  const auto layer = MakeLayer(weights, options);
+  for (int64_t batch : {1, 2, 3, 4, 1, 3}) {
+    const std::vector<float> x = RandomValues(batch * 37, batch);
+    std::vector<float> y(batch * 13);
+    ASSERT_TRUE(layer->Forward(batch, x.data(), y.data()).ok());
+    const ReferenceResult expected =
+        NaiveLinearRelu(weights, batch, x.data(), nullptr);
+    EXPECT_LE(RelativeError(y, expected.y), kFp32Tolerance) << batch;
+  }
+}
+
+TEST(LinearReluTest, RejectsBadArguments) {
+  const auto layer = MakeLayer(RandomWeights(37, 13, 1));
+  std::vector<float> x(37), y(13);
+  EXPECT_EQ(layer->Forward(0, x.data(), y.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(layer->Forward(1, nullptr, y.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(layer->ForwardBackward(1, x.data(), nullptr, y.data(), {}).code(),
+            absl::StatusCode::kInvalidArgument);
+
+  LinearWeights mismatched = RandomWeights(37, 13, 1);
+  mismatched.bias.pop_back();
+  EXPECT_EQ(LinearRelu::Create(mismatched).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(LinearReluTest, ReportsTheDispatchedIsa) {
+  EXPECT_NE(LinearRelu::CpuIsaName(), "unknown");
+}
+
+}  // namespace
+}  // namespace reluserve

@@ -1,0 +1,335 @@
+"""Helpers shared by the interop tests: run a real `reluserve-server` process
+on 127.0.0.1 with an ephemeral port, write safetensors weight files, and split
+the tests' own command-line arguments from unittest's.
+
+Run with Debian's /usr/bin/python3 (it has python3-numpy); no gRPC here.
+
+Every wait in this module is bounded in time.
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+LOOPBACK = "127.0.0.1"
+# The server logs this line exactly once it is serving (ARCHITECTURE.md:
+# tests bind 127.0.0.1:0 and read the chosen port).
+LISTENING_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
+
+# The server flag that names the safetensors file. `--weights-prefix` is
+# fixed by the brief; the file flag can be overridden without editing tests.
+WEIGHTS_FLAG = os.environ.get("RELUSERVE_WEIGHTS_FLAG", "--weights")
+WEIGHTS_PREFIX_FLAG = os.environ.get("RELUSERVE_WEIGHTS_PREFIX_FLAG",
+                                     "--weights-prefix")
+
+DEFAULT_STARTUP_TIMEOUT_S = 30.0
+DEFAULT_SHUTDOWN_TIMEOUT_S = 20.0
+
+_PROXY_VARS = ("http_proxy", "https_proxy", "grpc_proxy", "all_proxy",
+               "HTTP_PROXY", "HTTPS_PROXY", "GRPC_PROXY", "ALL_PROXY")
+
+
+def loopback_env(extra=None):
+    """A copy of os.environ in which no proxy can capture a loopback call
+    (gRPC C-core honours http_proxy/grpc_proxy, also for 127.0.0.1)."""
+    env = dict(os.environ)
+    for name in _PROXY_VARS:
+        env.pop(name, None)
+    env["no_proxy"] = env["NO_PROXY"] = "127.0.0.1,localhost,::1"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _die_with_parent():
+    """preexec_fn: the child gets SIGKILL if the test process dies (e.g. a
+    ctest TIMEOUT kill), so no server outlives its test."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:  # best effort only
+        pass
+
+
+class ServerError(AssertionError):
+    """The server did not start, did not stop, or stopped with a bad code.
+    An AssertionError so that unittest reports it as a failure."""
+
+
+class ServerProcess:
+    """One `reluserve-server` child process on 127.0.0.1:<ephemeral port>.
+
+    with ServerProcess(binary, ["--weights", path]) as server:
+        channel = grpc.insecure_channel(server.target)
+    # leaving the block sends SIGTERM and asserts exit code 0.
+
+    Not thread-safe: drive it from one thread.
+    """
+
+    def __init__(self, binary, extra_args=(), *,
+                 startup_timeout=DEFAULT_STARTUP_TIMEOUT_S,
+                 shutdown_timeout=DEFAULT_SHUTDOWN_TIMEOUT_S,
+                 env=None):
+        self.binary = str(binary)
+        extra_env = shlex.split(os.environ.get("RELUSERVE_SERVER_EXTRA_ARGS", ""))
+        self.argv = [self.binary, "--host", LOOPBACK, "--port", "0",
+                     *[str(a) for a in extra_args], *extra_env]
+        self.startup_timeout = float(startup_timeout)
+        self.shutdown_timeout = float(shutdown_timeout)
+        self.env = loopback_env(env)
+        self.port = None
+        self.returncode = None
+        self._proc = None
+        self._lines = []
+        self._lines_lock = threading.Lock()
+        self._listening = threading.Event()
+        self._reader = None
+
+    # -- properties ------------------------------------------------------
+    @property
+    def target(self):
+        if self.port is None:
+            raise ServerError("server not started")
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def pid(self):
+        return self._proc.pid if self._proc else None
+
+    def log(self):
+        """Everything the server wrote to stdout and stderr so far."""
+        with self._lines_lock:
+            return "".join(self._lines)
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self):
+        """Starts the process and returns the port once the server logs
+        `listening on 127.0.0.1:<port>`; raises ServerError with the captured
+        log if that does not happen within startup_timeout."""
+        if not os.path.isfile(self.binary) or not os.access(self.binary, os.X_OK):
+            raise ServerError(f"server binary not found or not executable: {self.binary}")
+        try:
+            self._proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, env=self.env,
+                preexec_fn=_die_with_parent, close_fds=True)
+        except OSError as e:
+            raise ServerError(f"cannot start {self.argv!r}: {e}") from e
+        self._reader = threading.Thread(target=self._read_output,
+                                        name="server-log-reader", daemon=True)
+        self._reader.start()
+
+        deadline = time.monotonic() + self.startup_timeout
+        while not self._listening.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._kill()
+                raise ServerError(
+                    f"server did not log 'listening on {LOOPBACK}:<port>' within "
+                    f"{self.startup_timeout:.0f} s\ncommand: {shlex.join(self.argv)}\n"
+                    f"--- server log ---\n{self.log()}")
+            if self._proc.poll() is not None:
+                # Give the reader a moment to collect the last lines.
+                self._reader.join(timeout=2.0)
+                if self._listening.is_set():
+                    break
+                code = self._proc.returncode
+                self.returncode = code
+                raise ServerError(
+                    f"server exited with code {code} before listening\n"
+                    f"command: {shlex.join(self.argv)}\n--- server log ---\n{self.log()}")
+            self._listening.wait(timeout=min(0.05, remaining))
+        if self._proc.poll() is not None:
+            raise ServerError(f"server exited with code {self._proc.returncode} right after "
+                              f"logging its port\n--- server log ---\n{self.log()}")
+        return self.port
+
+    def stop(self, expect_code=0):
+        """SIGTERM, wait at most shutdown_timeout, then SIGKILL. Raises
+        ServerError unless the exit code is `expect_code` (None: any)."""
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            try:
+                self._proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self._proc.wait(timeout=self.shutdown_timeout)
+            except subprocess.TimeoutExpired:
+                self._kill()
+                self._join_reader()
+                raise ServerError(
+                    f"server did not exit within {self.shutdown_timeout:.0f} s of SIGTERM "
+                    f"(killed)\n--- server log ---\n{self.log()}")
+        self.returncode = self._proc.returncode
+        self._join_reader()
+        if expect_code is not None and self.returncode != expect_code:
+            raise ServerError(
+                f"server exited with code {self.returncode} after SIGTERM, expected "
+                f"{expect_code}\n--- server log ---\n{self.log()}")
+        return self.returncode
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            # Already failing: clean up, but keep the original error.
+            try:
+                self.stop(expect_code=None)
+            except ServerError:
+                pass
+            return False
+        self.stop()
+        return False
+
+    # -- internals -------------------------------------------------------
+    def _read_output(self):
+        # Keeps draining the pipe for the whole life of the process so that a
+        # chatty server never blocks on a full pipe.
+        stream = self._proc.stdout
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", errors="replace")
+            with self._lines_lock:
+                self._lines.append(line)
+            if not self._listening.is_set():
+                m = LISTENING_RE.search(line)
+                if m and int(m.group(1)) > 0:
+                    self.port = int(m.group(1))
+                    self._listening.set()
+        stream.close()
+
+    def _join_reader(self):
+        if self._reader is not None:
+            self._reader.join(timeout=5.0)
+
+    def _kill(self):
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            try:
+                self._proc.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                pass
+        if self._proc is not None:
+            self.returncode = self._proc.returncode
+
+
+# -- safetensors -----------------------------------------------------------
+
+_ST_DTYPES = {
+    np.dtype(np.float32): "F32",
+    np.dtype(np.float64): "F64",
+    np.dtype(np.float16): "F16",
+    np.dtype(np.int64): "I64",
+    np.dtype(np.int32): "I32",
+    np.dtype(np.int8): "I8",
+    np.dtype(np.uint8): "U8",
+}
+
+
+def safetensors_bytes(tensors, metadata=None):
+    """The bytes of a safetensors file holding `tensors` (name -> array):
+    8-byte little-endian header length, a JSON header (dtype, shape,
+    data_offsets relative to the data section) padded with spaces to a
+    multiple of 8, then the raw little-endian row-major data in order."""
+    header = {}
+    if metadata is not None:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    chunks = []
+    offset = 0
+    for name, array in tensors.items():
+        a = np.asarray(array)
+        if a.dtype not in _ST_DTYPES:
+            raise ValueError(f"{name}: unsupported dtype {a.dtype}")
+        data = np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<"), copy=False)).tobytes()
+        header[name] = {"dtype": _ST_DTYPES[a.dtype], "shape": list(a.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    head += b" " * (-len(head) % 8)
+    return len(head).to_bytes(8, "little") + head + b"".join(chunks)
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """Writes `tensors` (name -> numpy array) to `path` as safetensors."""
+    with open(path, "wb") as f:
+        f.write(safetensors_bytes(tensors, metadata))
+    return path
+
+
+def read_safetensors(path):
+    """Reads a safetensors file back (used to self-check the writer)."""
+    inv = {v: k for k, v in _ST_DTYPES.items()}
+    with open(path, "rb") as f:
+        blob = f.read()
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    data = blob[8 + n:]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        dt = inv[info["dtype"]].newbyteorder("<")
+        out[name] = np.frombuffer(data[begin:end], dtype=dt).reshape(info["shape"])
+    return out
+
+
+def write_linear_weights(path, weight, bias, prefix="", decoys=True):
+    """A safetensors file in nn.Linear.state_dict() form: `<prefix>weight`
+    [M, K] and `<prefix>bias` [M], F32. With `decoys`, another layer
+    ("head.weight"/"head.bias") sits beside it, as in a larger state dict, so
+    the prefix really has to select."""
+    weight = np.asarray(weight, dtype=np.float32)
+    bias = np.asarray(bias, dtype=np.float32)
+    tensors = {}
+    if decoys:
+        tensors["head.weight"] = np.full((2, weight.shape[0]), 7.0, np.float32)
+    tensors[prefix + "weight"] = weight
+    tensors[prefix + "bias"] = bias
+    if decoys:
+        tensors["head.bias"] = np.full((2,), -7.0, np.float32)
+    return write_safetensors(path, tensors, metadata={"format": "pt"})
+
+
+# -- command line ----------------------------------------------------------
+
+def parse_cli(argv, need_client=False):
+    """Splits argv into this harness's options and unittest's argv.
+
+    --server PATH   reluserve-server (or $RELUSERVE_SERVER)
+    --client PATH   reluserve-client (or $RELUSERVE_CLIENT), CLI test only
+    --stubs DIR     directory holding the generated *_pb2.py stubs
+                    (or $RELUSERVE_PY_STUBS)
+    Everything else (e.g. -v, Test.test_name) goes to unittest.main.
+    """
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--server", default=os.environ.get("RELUSERVE_SERVER"))
+    p.add_argument("--client", default=os.environ.get("RELUSERVE_CLIENT"))
+    p.add_argument("--stubs", default=os.environ.get("RELUSERVE_PY_STUBS"))
+    args, rest = p.parse_known_args(argv[1:])
+    missing = []
+    if not args.server:
+        missing.append("--server PATH")
+    if need_client and not args.client:
+        missing.append("--client PATH")
+    if missing:
+        sys.stderr.write(f"usage: {argv[0]} --server PATH"
+                         f"{' --client PATH' if need_client else ''} [--stubs DIR] "
+                         f"[unittest args]\nmissing: {', '.join(missing)}\n")
+        sys.exit(2)
+    return args, [argv[0], *rest]

@@ -1,0 +1,540 @@
+// The service over real gRPC: a Server on 127.0.0.1:<free port> in this
+// process, called through the generated stub over a real socket.
+#include "server/service/inference_service.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <climits>
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include "server/core/naive_reference.h"
+#include "server/core/weights.h"
+#include "server/service/server.h"
+#include "tests/support/tensor_testing.h"
+
+namespace reluserve {
+namespace {
+
+using inference::ModelInferRequest;
+using inference::ModelInferResponse;
+using ::reluserve::testing::RandomValues;
+using ::reluserve::testing::RelativeError;
+
+constexpr int64_t kIn = 37, kOut = 13;
+
+std::string Bytes(const std::vector<float>& values) {
+  return std::string(reinterpret_cast<const char*>(values.data()),
+                     values.size() * sizeof(float));
+}
+
+std::vector<float> Floats(const std::string& bytes) {
+  std::vector<float> values(bytes.size() / sizeof(float));
+  std::memcpy(values.data(), bytes.data(), values.size() * sizeof(float));
+  return values;
+}
+
+void AddInput(ModelInferRequest& request, const std::string& name,
+              std::vector<int64_t> shape, const std::vector<float>& values) {
+  auto* input = request.add_inputs();
+  input->set_name(name);
+  input->set_datatype("FP32");
+  for (int64_t dim : shape) input->add_shape(dim);
+  request.add_raw_input_contents(Bytes(values));
+}
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void StartServer(int64_t in_features, int64_t out_features,
+                   int64_t max_batch = 4096) {
+    weights_ = MakeDefaultWeights(in_features, out_features, 5);
+    weights_.bias = RandomValues(out_features, 6);
+    absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
+        LinearRelu::Create(weights_);
+    ASSERT_TRUE(layer.ok()) << layer.status();
+    Server::Options options;
+    options.host = "127.0.0.1";
+    options.port = 0;
+    options.model.in_features = in_features;
+    options.model.out_features = out_features;
+    options.model.max_batch = max_batch;
+    absl::StatusOr<std::unique_ptr<Server>> server =
+        Server::Start(options, std::move(*layer));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(INT_MAX);
+    args.SetMaxSendMessageSize(INT_MAX);
+    stub_ = inference::GRPCInferenceService::NewStub(grpc::CreateCustomChannel(
+        server_->address(), grpc::InsecureChannelCredentials(), args));
+  }
+
+  void SetUp() override { StartServer(kIn, kOut); }
+
+  grpc::Status Infer(const ModelInferRequest& request,
+                     ModelInferResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(20));
+    return stub_->ModelInfer(&context, request, response);
+  }
+
+  ModelInferRequest Request(int64_t batch, bool with_grad_y) {
+    ModelInferRequest request;
+    request.set_model_name("linear_relu");
+    x_ = RandomValues(batch * weights_.in_features, 100 + batch);
+    AddInput(request, "x", {batch, weights_.in_features}, x_);
+    if (with_grad_y) {
+      grad_y_ = RandomValues(batch * weights_.out_features, 200 + batch);
+      AddInput(request, "grad_y", {batch, weights_.out_features}, grad_y_);
+    }
+    return request;
+  }
+
+  void ExpectServerStillServes() {
+    ModelInferResponse response;
+    const grpc::Status status = Infer(Request(2, true), &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.outputs_size(), 4);
+  }
+
+  LinearWeights weights_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
+  std::vector<float> x_, grad_y_;
+};
+
+TEST_F(ServiceTest, HealthAndReadiness) {
+  {
+    grpc::ClientContext context;
+    inference::ServerLiveResponse response;
+    ASSERT_TRUE(stub_->ServerLive(&context, {}, &response).ok());
+    EXPECT_TRUE(response.live());
+  }
+  {
+    grpc::ClientContext context;
+    inference::ServerReadyResponse response;
+    ASSERT_TRUE(stub_->ServerReady(&context, {}, &response).ok());
+    EXPECT_TRUE(response.ready());
+  }
+  for (const auto& [name, version, ready] :
+       std::vector<std::tuple<std::string, std::string, bool>>{
+           {"linear_relu", "", true},
+           {"linear_relu", "1", true},
+           {"linear_relu", "2", false},
+           {"resnet50", "", false}}) {
+    grpc::ClientContext context;
+    inference::ModelReadyRequest request;
+    request.set_name(name);
+    request.set_version(version);
+    inference::ModelReadyResponse response;
+    ASSERT_TRUE(stub_->ModelReady(&context, request, &response).ok());
+    EXPECT_EQ(response.ready(), ready) << name << " v" << version;
+  }
+}
+
+TEST_F(ServiceTest, ServerMetadataNamesTheServer) {
+  grpc::ClientContext context;
+  inference::ServerMetadataResponse response;
+  ASSERT_TRUE(stub_->ServerMetadata(&context, {}, &response).ok());
+  EXPECT_EQ(response.name(), "reluserve");
+  EXPECT_FALSE(response.version().empty());
+}
+
+TEST_F(ServiceTest, ModelMetadataDescribesTheContract) {
+  grpc::ClientContext context;
+  inference::ModelMetadataRequest request;
+  request.set_name("linear_relu");
+  inference::ModelMetadataResponse response;
+  ASSERT_TRUE(stub_->ModelMetadata(&context, request, &response).ok());
+  EXPECT_EQ(response.name(), "linear_relu");
+  ASSERT_EQ(response.versions_size(), 1);
+  EXPECT_EQ(response.versions(0), "1");
+  auto describe = [](const auto& tensors) {
+    std::vector<std::string> described;
+    for (const auto& t : tensors) {
+      std::string shape;
+      for (int64_t dim : t.shape()) shape += std::to_string(dim) + ",";
+      described.push_back(t.name() + ":" + t.datatype() + ":" + shape);
+    }
+    return described;
+  };
+  EXPECT_EQ(describe(response.inputs()),
+            (std::vector<std::string>{"x:FP32:-1,37,", "grad_y:FP32:-1,13,"}));
+  EXPECT_EQ(describe(response.outputs()),
+            (std::vector<std::string>{"y:FP32:-1,13,", "grad_x:FP32:-1,37,",
+                                      "grad_weight:FP32:13,37,",
+                                      "grad_bias:FP32:13,"}));
+
+  grpc::ClientContext unknown_context;
+  request.set_name("resnet50");
+  const grpc::Status unknown =
+      stub_->ModelMetadata(&unknown_context, request, &response);
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(unknown.error_message().find("resnet50"), std::string::npos);
+  EXPECT_NE(unknown.error_message().find("linear_relu"), std::string::npos);
+}
+
+TEST_F(ServiceTest, ForwardMatchesReferenceAndEchoesIdentity) {
+  ModelInferRequest request = Request(5, false);
+  request.set_id("request-42");
+  ModelInferResponse response;
+  ASSERT_TRUE(Infer(request, &response).ok());
+  EXPECT_EQ(response.id(), "request-42");
+  EXPECT_EQ(response.model_name(), "linear_relu");
+  EXPECT_EQ(response.model_version(), "1");
+  ASSERT_EQ(response.outputs_size(), 1);
+  ASSERT_EQ(response.raw_output_contents_size(), 1);
+  EXPECT_EQ(response.outputs(0).name(), "y");
+  EXPECT_EQ(response.outputs(0).datatype(), "FP32");
+  EXPECT_EQ(std::vector<int64_t>(response.outputs(0).shape().begin(),
+                                 response.outputs(0).shape().end()),
+            (std::vector<int64_t>{5, kOut}));
+  const ReferenceResult expected =
+      NaiveLinearRelu(weights_, 5, x_.data(), nullptr);
+  EXPECT_LE(RelativeError(Floats(response.raw_output_contents(0)), expected.y),
+            1e-5);
+}
+
+TEST_F(ServiceTest, ForwardBackwardReturnsAllFourInContractOrder) {
+  ModelInferResponse response;
+  ASSERT_TRUE(Infer(Request(7, true), &response).ok());
+  const ReferenceResult expected =
+      NaiveLinearRelu(weights_, 7, x_.data(), grad_y_.data());
+  const std::vector<std::pair<std::string, const std::vector<double>*>> want = {
+      {"y", &expected.y},
+      {"grad_x", &expected.grad_x},
+      {"grad_weight", &expected.grad_weight},
+      {"grad_bias", &expected.grad_bias}};
+  ASSERT_EQ(response.outputs_size(), 4);
+  ASSERT_EQ(response.raw_output_contents_size(), 4);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(response.outputs(i).name(), want[i].first);
+    const std::vector<float> got = Floats(response.raw_output_contents(i));
+    ASSERT_EQ(got.size(), want[i].second->size()) << want[i].first;
+    EXPECT_LE(RelativeError(got, *want[i].second), 1e-5) << want[i].first;
+  }
+}
+
+TEST_F(ServiceTest, RequestedOutputsComeExactlyAndInOrder) {
+  ModelInferRequest request = Request(3, true);
+  request.add_outputs()->set_name("grad_bias");
+  request.add_outputs()->set_name("y");
+  ModelInferResponse response;
+  ASSERT_TRUE(Infer(request, &response).ok());
+  ASSERT_EQ(response.outputs_size(), 2);
+  EXPECT_EQ(response.outputs(0).name(), "grad_bias");
+  EXPECT_EQ(response.outputs(1).name(), "y");
+  const ReferenceResult expected =
+      NaiveLinearRelu(weights_, 3, x_.data(), grad_y_.data());
+  EXPECT_LE(RelativeError(Floats(response.raw_output_contents(0)),
+                          expected.grad_bias),
+            1e-5);
+  EXPECT_LE(RelativeError(Floats(response.raw_output_contents(1)), expected.y),
+            1e-5);
+
+  // grad_y present but only y asked for: only y comes back.
+  ModelInferRequest only_y = Request(3, true);
+  only_y.add_outputs()->set_name("y");
+  ASSERT_TRUE(Infer(only_y, &response).ok());
+  ASSERT_EQ(response.outputs_size(), 1);
+  EXPECT_EQ(response.outputs(0).name(), "y");
+}
+
+TEST_F(ServiceTest, TypedFp32ContentsWork) {
+  ModelInferRequest request;
+  request.set_model_name("linear_relu");
+  const std::vector<float> x = RandomValues(2 * kIn, 7);
+  const std::vector<float> grad_y = RandomValues(2 * kOut, 8);
+  for (const auto& [name, values, width] :
+       {std::tuple{"x", &x, kIn}, std::tuple{"grad_y", &grad_y, kOut}}) {
+    auto* input = request.add_inputs();
+    input->set_name(name);
+    input->set_datatype("FP32");
+    input->add_shape(2);
+    input->add_shape(width);
+    for (float v : *values) input->mutable_contents()->add_fp32_contents(v);
+  }
+  ModelInferResponse response;
+  ASSERT_TRUE(Infer(request, &response).ok());
+  const ReferenceResult expected =
+      NaiveLinearRelu(weights_, 2, x.data(), grad_y.data());
+  ASSERT_EQ(response.raw_output_contents_size(), 4);
+  EXPECT_LE(
+      RelativeError(Floats(response.raw_output_contents(1)), expected.grad_x),
+      1e-5);
+}
+
+TEST_F(ServiceTest, ImageShapedBatchKeepsItsShapeInGradX) {
+  StartServer(3072, 100);
+  ModelInferRequest request;
+  request.set_model_name("linear_relu");
+  const std::vector<float> x = RandomValues(4 * 3072, 9);
+  const std::vector<float> grad_y = RandomValues(4 * 100, 10);
+  AddInput(request, "x", {4, 3, 32, 32}, x);
+  AddInput(request, "grad_y", {4, 100}, grad_y);
+  ModelInferResponse response;
+  ASSERT_TRUE(Infer(request, &response).ok());
+  ASSERT_EQ(response.outputs_size(), 4);
+  EXPECT_EQ(std::vector<int64_t>(response.outputs(1).shape().begin(),
+                                 response.outputs(1).shape().end()),
+            (std::vector<int64_t>{4, 3, 32, 32}));
+  const ReferenceResult expected =
+      NaiveLinearRelu(weights_, 4, x.data(), grad_y.data());
+  EXPECT_LE(
+      RelativeError(Floats(response.raw_output_contents(1)), expected.grad_x),
+      1e-5);
+}
+
+TEST_F(ServiceTest, RequestAboveGrpcDefaultFourMebibytesSucceeds) {
+  StartServer(3072, 100);
+  // 400 × 3072 × 4 bytes = 4.9 MB of x, past gRPC's 4 MiB default.
+  ModelInferResponse response;
+  ASSERT_TRUE(Infer(Request(400, true), &response).ok());
+  const ReferenceResult expected =
+      NaiveLinearRelu(weights_, 400, x_.data(), grad_y_.data());
+  EXPECT_LE(RelativeError(Floats(response.raw_output_contents(0)), expected.y),
+            1e-5);
+  EXPECT_LE(RelativeError(Floats(response.raw_output_contents(2)),
+                          expected.grad_weight),
+            1e-5);
+}
+
+struct BadRequestCase {
+  std::string name;
+  std::function<void(ModelInferRequest&)> spoil;
+  grpc::StatusCode code;
+  std::vector<std::string> message_mentions;
+};
+
+// Every row of API.md's status table that a request alone can cause.
+TEST_F(ServiceTest, MalformedRequestsGetTheContractStatus) {
+  const std::vector<BadRequestCase> cases = {
+      {"unknown model",
+       [](auto& r) { r.set_model_name("resnet50"); },
+       grpc::StatusCode::NOT_FOUND,
+       {"resnet50", "linear_relu"}},
+      {"unknown version",
+       [](auto& r) { r.set_model_version("3"); },
+       grpc::StatusCode::NOT_FOUND,
+       {"'3'", "version 1"}},
+      {"missing x",
+       [](auto& r) {
+         r.mutable_inputs()->DeleteSubrange(0, 1);
+         r.mutable_raw_input_contents()->DeleteSubrange(0, 1);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"missing input 'x'", "[N, 37]"}},
+      {"unknown input",
+       [](auto& r) { r.mutable_inputs(1)->set_name("z"); },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'z'", "grad_y"}},
+      {"unknown output",
+       [](auto& r) { r.add_outputs()->set_name("logits"); },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'logits'", "grad_weight"}},
+      {"wrong datatype",
+       [](auto& r) { r.mutable_inputs(0)->set_datatype("FP16"); },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'x'", "FP32", "FP16"}},
+      {"wrong rank",
+       [](auto& r) {
+         r.mutable_inputs(0)->clear_shape();
+         r.mutable_inputs(0)->add_shape(37);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'x'", "[N, 37]", "[37]"}},
+      {"wrong features",
+       [](auto& r) { r.mutable_inputs(0)->set_shape(1, 36); },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'x'", "37", "[2, 36]"}},
+      {"wrong grad_y shape",
+       [](auto& r) { r.mutable_inputs(1)->set_shape(1, 12); },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'grad_y'", "[2, 13]", "[2, 12]"}},
+      {"byte count",
+       [](auto& r) { r.mutable_raw_input_contents(0)->pop_back(); },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'x'", "296 bytes", "295"}},
+      {"raw and typed mixed",
+       [](auto& r) {
+         r.mutable_inputs(1)->mutable_contents()->add_fp32_contents(1.0f);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'grad_y'", "not both"}},
+      {"raw count",
+       [](auto& r) { r.mutable_raw_input_contents()->RemoveLast(); },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"one raw_input_contents", "(2)", "1"}},
+      {"N = 0",
+       [](auto& r) {
+         r.mutable_inputs(0)->set_shape(0, 0);
+         r.mutable_inputs()->DeleteSubrange(1, 1);
+         r.mutable_raw_input_contents()->DeleteSubrange(1, 1);
+         r.mutable_raw_input_contents(0)->clear();
+       },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'x'", "N >= 1", "[0, 37]"}},
+      {"negative dimension",
+       [](auto& r) { r.mutable_inputs(0)->set_shape(0, -2); },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'x'", "non-negative", "[-2, 37]"}},
+      {"shape overflow",
+       [](auto& r) {
+         r.mutable_inputs(0)->set_shape(0, int64_t{1} << 40);
+         r.mutable_inputs(0)->add_shape(int64_t{1} << 40);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'x'", "overflows"}},
+      {"gradient without grad_y",
+       [](auto& r) {
+         r.mutable_inputs()->DeleteSubrange(1, 1);
+         r.mutable_raw_input_contents()->DeleteSubrange(1, 1);
+         r.add_outputs()->set_name("grad_x");
+       },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'grad_x'", "'grad_y'"}},
+      {"typed field of another datatype",
+       [](auto& r) {
+         r.clear_raw_input_contents();
+         r.mutable_inputs()->DeleteSubrange(1, 1);
+         for (int i = 0; i < 2 * 37; ++i) {
+           r.mutable_inputs(0)->mutable_contents()->add_int_contents(1);
+         }
+       },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'x'", "fp32_contents", "int_contents"}},
+      {"duplicate input",
+       [](auto& r) { r.mutable_inputs(1)->set_name("x"); },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"'x'", "twice"}},
+      {"batch above maximum",
+       [](auto& r) { r.mutable_inputs(0)->set_shape(0, 5000); },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       {"5000", "4096"}},
+  };
+  for (const BadRequestCase& bad : cases) {
+    ModelInferRequest request = Request(2, true);
+    bad.spoil(request);
+    ModelInferResponse response;
+    const grpc::Status status = Infer(request, &response);
+    EXPECT_EQ(status.error_code(), bad.code)
+        << bad.name << ": " << status.error_message();
+    for (const std::string& mention : bad.message_mentions) {
+      EXPECT_NE(status.error_message().find(mention), std::string::npos)
+          << bad.name << ": '" << status.error_message() << "' lacks '"
+          << mention << "'";
+    }
+    EXPECT_EQ(response.outputs_size(), 0) << bad.name;
+    ExpectServerStillServes();
+  }
+}
+
+TEST_F(ServiceTest, MessageAboveTheConfiguredLimitIsResourceExhausted) {
+  StartServer(kIn, kOut, /*max_batch=*/4);
+  // The limit follows max batch: 4 rows plus 1 MiB of envelope; 20000 rows
+  // of x are 2.96 MB.
+  ModelInferResponse response;
+  const grpc::Status status = Infer(Request(20000, false), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << status.error_message();
+  ExpectServerStillServes();
+}
+
+TEST_F(ServiceTest, SecondServerOnABusyPortFailsClearly) {
+  Server::Options options;
+  options.port = server_->port();
+  absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
+      LinearRelu::Create(weights_);
+  ASSERT_TRUE(layer.ok());
+  options.model.in_features = kIn;
+  options.model.out_features = kOut;
+  absl::StatusOr<std::unique_ptr<Server>> second =
+      Server::Start(options, std::move(*layer));
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find(server_->address()),
+            std::string::npos)
+      << second.status();
+  ExpectServerStillServes();
+}
+
+// Every call that races a shutdown gets exactly one answer: a correct result
+// or UNAVAILABLE, never a hang or a wrong result.
+TEST_F(ServiceTest, ShutdownAnswersEveryCallInFlight) {
+  constexpr int kCallers = 8, kCallsEach = 20;
+  std::vector<int> ok(kCallers, 0), unavailable(kCallers, 0),
+      other(kCallers, 0);
+  std::vector<std::thread> callers;
+  const ModelInferRequest request = Request(16, true);
+  const ReferenceResult expected =
+      NaiveLinearRelu(weights_, 16, x_.data(), grad_y_.data());
+  for (int c = 0; c < kCallers; ++c) {
+    callers.emplace_back([&, c] {
+      for (int i = 0; i < kCallsEach; ++i) {
+        ModelInferResponse response;
+        const grpc::Status status = Infer(request, &response);
+        if (status.ok() &&
+            RelativeError(Floats(response.raw_output_contents(1)),
+                          expected.grad_x) <= 1e-5) {
+          ++ok[c];
+        } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+          ++unavailable[c];
+        } else {
+          ++other[c];
+          ADD_FAILURE() << status.error_code() << " " << status.error_message();
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::seconds(10));
+  for (std::thread& caller : callers) caller.join();
+  int answered = 0;
+  for (int c = 0; c < kCallers; ++c) answered += ok[c] + unavailable[c];
+  EXPECT_EQ(answered, kCallers * kCallsEach);
+}
+
+// A draining service reports not ready and turns inference calls away.
+TEST(DrainingServiceTest, ReportsNotReadyAndRefusesInference) {
+  LinearWeights weights = MakeDefaultWeights(kIn, kOut, 1);
+  absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
+      LinearRelu::Create(weights);
+  ASSERT_TRUE(layer.ok());
+  ModelConfig model;
+  model.in_features = kIn;
+  model.out_features = kOut;
+  InferenceService service(model, std::move(*layer));
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+
+  service.StartDraining();
+  {
+    grpc::ClientContext context;
+    inference::ServerReadyResponse response;
+    ASSERT_TRUE(stub->ServerReady(&context, {}, &response).ok());
+    EXPECT_FALSE(response.ready());
+  }
+  {
+    grpc::ClientContext context;
+    ModelInferRequest request;
+    request.set_model_name("linear_relu");
+    AddInput(request, "x", {1, kIn}, RandomValues(kIn, 1));
+    ModelInferResponse response;
+    const grpc::Status status = stub->ModelInfer(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  }
+  server->Shutdown();
+}
+
+}  // namespace
+}  // namespace reluserve
