@@ -1,6 +1,8 @@
 // reluserve-client: health, metadata and inference calls against a ReluServe
 // (or any Open Inference Protocol) server from the command line.
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -48,13 +50,15 @@ struct InferFlags {
 };
 
 void AddCommonFlags(CLI::App& command, CommonFlags& flags) {
-  command.add_option("--target", flags.options.target, "Server, HOST:PORT")
+  command.add_option("--target", flags.options.target, "Server address")
+      ->type_name("HOST:PORT")
       ->capture_default_str();
   command.add_option("--model", flags.options.model_name, "Model name")
       ->capture_default_str();
   command.add_option("--model-version", flags.options.model_version,
                      "Model version (default: the server's choice)");
   command.add_option("--timeout-ms", flags.timeout_ms, "Deadline of each RPC")
+      ->type_name("MS")
       ->check(CLI::Range(int64_t{1}, int64_t{24} * 3600 * 1000))
       ->capture_default_str();
 }
@@ -90,8 +94,9 @@ void PrintTensorMetadata(
         inference::ModelMetadataResponse::TensorMetadata>& tensors) {
   absl::PrintF("%s\n", title);
   size_t width = 0;
-  for (const auto& tensor : tensors)
+  for (const auto& tensor : tensors) {
     width = std::max(width, tensor.name().size());
+  }
   for (const auto& tensor : tensors) {
     absl::PrintF("  %-*s  %-4s  %s\n", static_cast<int>(width), tensor.name(),
                  tensor.datatype(),
@@ -118,33 +123,6 @@ int RunMetadata(const Client& client) {
   PrintTensorMetadata("inputs", model->inputs());
   PrintTensorMetadata("outputs", model->outputs());
   return kOk;
-}
-
-// The metadata shape of tensor `name`, looked up among `tensors`.
-template <typename Tensors>
-absl::StatusOr<std::vector<int64_t>> MetadataShape(const Tensors& tensors,
-                                                   absl::string_view name) {
-  for (const auto& tensor : tensors) {
-    if (tensor.name() == name) {
-      return std::vector<int64_t>(tensor.shape().begin(), tensor.shape().end());
-    }
-  }
-  return absl::NotFoundError(
-      absl::StrFormat("model metadata lists no tensor %s", name));
-}
-
-// The product of the dimensions after the batch dimension: K for `x`, M for
-// `y`.
-absl::StatusOr<int64_t> FeatureSize(const std::vector<int64_t>& shape,
-                                    absl::string_view name) {
-  if (shape.size() < 2 || std::any_of(shape.begin() + 1, shape.end(),
-                                      [](int64_t dim) { return dim < 0; })) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "model metadata gives %s the shape %s: cannot tell its size per batch "
-        "row; pass the tensor as a .npy file",
-        name, ShapeToString(shape)));
-  }
-  return NumElements({shape.begin() + 1, shape.end()});
 }
 
 // Output names come from the server; keep them from escaping --out.
@@ -179,70 +157,118 @@ void PrintTensor(absl::string_view name, size_t width, const Tensor& tensor,
       "%-*s  %-12s  min %-10.6g  max %-10.6g  mean %-10.6g  zeros %5.1f%%",
       static_cast<int>(width), name, ShapeToString(tensor.shape), summary.min,
       summary.max, summary.mean, 100.0 * summary.zero_fraction());
-  if (summary.nan_count > 0)
+  if (summary.nan_count > 0) {
     absl::StrAppend(&line, "  nan ", summary.nan_count);
-  if (summary.inf_count > 0)
+  }
+  if (summary.inf_count > 0) {
     absl::StrAppend(&line, "  inf ", summary.inf_count);
+  }
   absl::StrAppend(&line, "  [", absl::StrJoin(first, ", "), "]");
   if (!note.empty()) absl::StrAppend(&line, "  ", note);
   absl::PrintF("%s\n", line);
 }
 
-double ToMs(std::chrono::steady_clock::duration duration) {
-  return std::chrono::duration<double, std::milli>(duration).count();
+// The request's tensors, and where each came from (for printing).
+struct PreparedInputs {
+  InferInputs inputs;
+  std::string x_source;
+  std::string grad_y_source;
+};
+
+absl::StatusOr<Tensor> RandomTensor(int64_t rows, int64_t columns,
+                                    uint64_t seed, std::string& source) {
+  source = absl::StrFormat("random N(0, 1), seed %d", seed);
+  return RandomNormalTensor({rows, columns}, seed);
 }
 
-int RunInfer(const Client& client, const InferFlags& flags) {
-  const bool grad = flags.grad || !flags.grad_y_path.empty();
+// x and grad_y from files or random; K and M for random ones from `metadata`.
+absl::StatusOr<PreparedInputs> PrepareInputs(
+    const inference::ModelMetadataResponse& metadata, const InferFlags& flags) {
+  PreparedInputs prepared;
+  InferInputs& inputs = prepared.inputs;
+  inputs.id = flags.id;
+  inputs.output_names = flags.outputs;
+
+  absl::StatusOr<Tensor> x;
+  if (!flags.x_path.empty()) {
+    x = ReadNpy(flags.x_path);
+    prepared.x_source = "from " + flags.x_path;
+  } else {
+    absl::StatusOr<int64_t> k = InFeatures(metadata);
+    if (!k.ok()) return k.status();
+    x = RandomTensor(flags.batch, *k, flags.seed, prepared.x_source);
+  }
+  if (!x.ok()) return x.status();
+  inputs.x = *std::move(x);
+
+  if (!flags.grad_y_path.empty()) {
+    absl::StatusOr<Tensor> grad_y = ReadNpy(flags.grad_y_path);
+    if (!grad_y.ok()) return grad_y.status();
+    inputs.grad_y = *std::move(grad_y);
+    prepared.grad_y_source = "from " + flags.grad_y_path;
+  } else if (flags.grad) {
+    absl::StatusOr<int64_t> m = OutFeatures(metadata);
+    if (!m.ok()) return m.status();
+    if (inputs.x.shape.empty()) {
+      return absl::InvalidArgumentError(
+          "x has rank 0: no batch dimension to size a random grad_y by");
+    }
+    absl::StatusOr<Tensor> grad_y = RandomTensor(
+        inputs.x.shape[0], *m, flags.seed + 1, prepared.grad_y_source);
+    if (!grad_y.ok()) return grad_y.status();
+    inputs.grad_y = *std::move(grad_y);
+  }
+  return prepared;
+}
+
+void PrintResult(const PreparedInputs& prepared, const InferResult& result) {
+  absl::PrintF("model %s version %s", result.model_name,
+               result.model_version.empty() ? "-" : result.model_version);
+  if (!result.id.empty()) absl::PrintF(", id \"%s\"", result.id);
+  absl::PrintF("\n");
+  size_t width = 6;  // "grad_y"
+  for (const NamedTensor& output : result.outputs) {
+    width = std::max(width, output.name.size());
+  }
+  PrintTensor("x", width, prepared.inputs.x, prepared.x_source);
+  if (prepared.inputs.grad_y.has_value()) {
+    PrintTensor("grad_y", width, *prepared.inputs.grad_y,
+                prepared.grad_y_source);
+  }
+  absl::PrintF("->\n");
+  for (const NamedTensor& output : result.outputs) {
+    PrintTensor(output.name, width, output.tensor);
+  }
+}
+
+void PrintRoundTrips(const std::vector<double>& round_trips_ms) {
+  if (round_trips_ms.size() == 1) {
+    absl::PrintF("round trip  %.3f ms\n", round_trips_ms[0]);
+    return;
+  }
+  const LatencySummary latency = SummarizeLatencies(round_trips_ms);
+  absl::PrintF(
+      "round trip over %d calls (ms)  median %.3f  p90 %.3f  min %.3f  "
+      "max %.3f\n",
+      latency.count, latency.median, latency.p90, latency.min, latency.max);
+}
+
+int RunInfer(const Client& client, InferFlags flags) {
+  flags.grad = flags.grad || !flags.grad_y_path.empty();
   // Also opens the connection, so the timed calls below do not include it.
   absl::StatusOr<inference::ModelMetadataResponse> metadata =
       client.ModelMetadata();
   if (!metadata.ok()) return Fail(metadata.status(), "ModelMetadata: ");
+  absl::StatusOr<PreparedInputs> prepared = PrepareInputs(*metadata, flags);
+  if (!prepared.ok()) return Fail(prepared.status());
+  const InferInputs& inputs = prepared->inputs;
 
-  InferInputs inputs;
-  inputs.id = flags.id;
-  inputs.output_names = flags.outputs;
-  std::string x_note, grad_y_note;
-  if (!flags.x_path.empty()) {
-    absl::StatusOr<Tensor> x = ReadNpy(flags.x_path);
-    if (!x.ok()) return Fail(x.status());
-    inputs.x = *std::move(x);
-    x_note = "from " + flags.x_path;
-  } else {
-    absl::StatusOr<std::vector<int64_t>> shape =
-        MetadataShape(metadata->inputs(), "x");
-    if (!shape.ok()) return Fail(shape.status());
-    absl::StatusOr<int64_t> k = FeatureSize(*shape, "x");
-    if (!k.ok()) return Fail(k.status());
-    absl::StatusOr<Tensor> x =
-        RandomNormalTensor({flags.batch, *k}, flags.seed);
-    if (!x.ok()) return Fail(x.status());
-    inputs.x = *std::move(x);
-    x_note = absl::StrFormat("random N(0, 1), seed %d", flags.seed);
-  }
-  if (!flags.grad_y_path.empty()) {
-    absl::StatusOr<Tensor> grad_y = ReadNpy(flags.grad_y_path);
-    if (!grad_y.ok()) return Fail(grad_y.status());
-    inputs.grad_y = *std::move(grad_y);
-    grad_y_note = "from " + flags.grad_y_path;
-  } else if (grad) {
-    absl::StatusOr<std::vector<int64_t>> shape =
-        MetadataShape(metadata->inputs(), "grad_y");
-    if (!shape.ok()) shape = MetadataShape(metadata->outputs(), "y");
-    if (!shape.ok()) return Fail(shape.status());
-    absl::StatusOr<int64_t> m = FeatureSize(*shape, "grad_y");
-    if (!m.ok()) return Fail(m.status());
-    if (inputs.x.shape.empty()) {
-      return Fail(absl::InvalidArgumentError(
-          "x has rank 0: no batch dimension to size a random grad_y by"));
-    }
-    absl::StatusOr<Tensor> grad_y =
-        RandomNormalTensor({inputs.x.shape[0], *m}, flags.seed + 1);
-    if (!grad_y.ok()) return Fail(grad_y.status());
-    inputs.grad_y = *std::move(grad_y);
-    grad_y_note = absl::StrFormat("random N(0, 1), seed %d", flags.seed + 1);
-  }
-
+  std::vector<std::string> written;  // names, for the final message
+  auto write = [&flags, &written](const std::string& name,
+                                  const Tensor& tensor) {
+    written.push_back(name);
+    return WriteToDir(flags.out_dir, name, tensor);
+  };
   if (!flags.out_dir.empty()) {
     std::error_code error;
     std::filesystem::create_directories(flags.out_dir, error);
@@ -250,9 +276,10 @@ int RunInfer(const Client& client, const InferFlags& flags) {
       return Fail(absl::InvalidArgumentError(
           absl::StrFormat("%s: %s", flags.out_dir, error.message())));
     }
-    absl::Status status = WriteToDir(flags.out_dir, "x", inputs.x);
+    // Inputs first, so a failing request can be reproduced from them.
+    absl::Status status = write("x", inputs.x);
     if (status.ok() && inputs.grad_y.has_value()) {
-      status = WriteToDir(flags.out_dir, "grad_y", *inputs.grad_y);
+      status = write("grad_y", *inputs.grad_y);
     }
     if (!status.ok()) return Fail(status);
   }
@@ -262,7 +289,6 @@ int RunInfer(const Client& client, const InferFlags& flags) {
   if (!request.ok()) return Fail(request.status());
   std::optional<InferResult> result;
   std::vector<double> round_trips_ms;
-  round_trips_ms.reserve(flags.repeat);
   for (int call = 1; call <= flags.repeat; ++call) {
     absl::StatusOr<InferResult> reply = client.Infer(*request);
     if (!reply.ok()) {
@@ -271,47 +297,17 @@ int RunInfer(const Client& client, const InferFlags& flags) {
                       ? ""
                       : absl::StrFormat("call %d of %d: ", call, flags.repeat));
     }
-    round_trips_ms.push_back(ToMs(reply->round_trip));
+    round_trips_ms.push_back(
+        std::chrono::duration<double, std::milli>(reply->round_trip).count());
     result = *std::move(reply);
   }
-
-  absl::PrintF("model %s version %s", result->model_name,
-               result->model_version.empty() ? "-" : result->model_version);
-  if (!result->id.empty()) absl::PrintF(", id \"%s\"", result->id);
-  absl::PrintF("\n");
-  size_t width = 6;  // "grad_y"
-  for (const NamedTensor& output : result->outputs) {
-    width = std::max(width, output.name.size());
-  }
-  PrintTensor("x", width, inputs.x, x_note);
-  if (inputs.grad_y.has_value()) {
-    PrintTensor("grad_y", width, *inputs.grad_y, grad_y_note);
-  }
-  absl::PrintF("->\n");
-  for (const NamedTensor& output : result->outputs) {
-    PrintTensor(output.name, width, output.tensor);
-  }
-
-  if (flags.repeat == 1) {
-    absl::PrintF("round trip  %.3f ms\n", round_trips_ms[0]);
-  } else {
-    const LatencySummary latency = SummarizeLatencies(round_trips_ms);
-    absl::PrintF(
-        "round trip over %d calls (ms)  median %.3f  p90 %.3f  min %.3f  "
-        "max %.3f\n",
-        latency.count, latency.median, latency.p90, latency.min, latency.max);
-  }
+  PrintResult(*prepared, *result);
+  PrintRoundTrips(round_trips_ms);
 
   if (!flags.out_dir.empty()) {
     for (const NamedTensor& output : result->outputs) {
-      absl::Status status =
-          WriteToDir(flags.out_dir, output.name, output.tensor);
+      absl::Status status = write(output.name, output.tensor);
       if (!status.ok()) return Fail(status);
-    }
-    std::vector<std::string> written = {"x"};
-    if (inputs.grad_y.has_value()) written.push_back("grad_y");
-    for (const NamedTensor& output : result->outputs) {
-      written.push_back(output.name);
     }
     absl::PrintF("wrote %s/{%s}.npy\n", flags.out_dir,
                  absl::StrJoin(written, ","));
@@ -320,6 +316,11 @@ int RunInfer(const Client& client, const InferFlags& flags) {
 }
 
 int Main(int argc, char** argv) {
+  // Keep the megabyte response buffers in the heap between --repeat calls;
+  // glibc would hand them back to the kernel and fault them in again each
+  // time, which the round-trip times would then include.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   CLI::App app(
       "Calls a ReluServe (Open Inference Protocol / KServe v2) server over "
       "gRPC.",
@@ -349,24 +350,30 @@ int Main(int argc, char** argv) {
   AddCommonFlags(*infer, common);
   CLI::Option* batch =
       infer->add_option("--batch", infer_flags.batch, "Rows N of a random x")
-          ->check(CLI::Range(int64_t{1}, int64_t{1} << 40))
+          ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
           ->capture_default_str();
   infer->add_option("--seed", infer_flags.seed, "Seed of the random tensors")
       ->capture_default_str();
   infer->add_option("--x", infer_flags.x_path, "Read x from this .npy file")
+      ->type_name("FILE")
       ->excludes(batch);
   infer->add_flag("--grad", infer_flags.grad,
                   "Ask for the backward pass, with a random grad_y [N, M]");
-  infer->add_option("--grad-y", infer_flags.grad_y_path,
-                    "Read grad_y from this .npy file (implies --grad)");
+  infer
+      ->add_option("--grad-y", infer_flags.grad_y_path,
+                   "Read grad_y from this .npy file (implies --grad)")
+      ->type_name("FILE");
   infer
       ->add_option("--output", infer_flags.outputs,
                    "Ask for this output; repeat for several (default: y, and "
                    "the gradients with --grad)")
+      ->type_name("NAME")
       ->allow_extra_args(false);
-  infer->add_option("--out", infer_flags.out_dir,
-                    "Write x.npy, grad_y.npy and each output as <name>.npy to "
-                    "this directory");
+  infer
+      ->add_option("--out", infer_flags.out_dir,
+                   "Write x.npy, grad_y.npy and each output as <name>.npy to "
+                   "this directory (created if missing)")
+      ->type_name("DIR");
   infer
       ->add_option("--repeat", infer_flags.repeat,
                    "Send the request this many times and report the round "

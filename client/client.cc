@@ -1,5 +1,6 @@
 #include "client/client.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <utility>
@@ -39,6 +40,31 @@ absl::Status AddInput(absl::string_view name, const Tensor& tensor,
       reinterpret_cast<const char*>(tensor.data.data()),
       tensor.data.size() * sizeof(float));
   return absl::OkStatus();
+}
+
+using TensorMetadataList = google::protobuf::RepeatedPtrField<
+    inference::ModelMetadataResponse::TensorMetadata>;
+
+// The elements per batch row of tensor `name`: the product of its dimensions
+// after the first.
+absl::StatusOr<int64_t> RowSize(const TensorMetadataList& tensors,
+                                absl::string_view name) {
+  for (const auto& tensor : tensors) {
+    if (tensor.name() != name) continue;
+    const std::vector<int64_t> shape(tensor.shape().begin(),
+                                     tensor.shape().end());
+    const bool fixed =
+        shape.size() >= 2 && std::all_of(shape.begin() + 1, shape.end(),
+                                         [](int64_t dim) { return dim >= 0; });
+    if (!fixed) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model metadata gives ", name, " the shape ",
+                       ShapeToString(shape), ": no fixed size per batch row"));
+    }
+    return NumElements({shape.begin() + 1, shape.end()});
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("model metadata lists no tensor ", name));
 }
 
 absl::Status Malformed(absl::string_view problem) {
@@ -184,6 +210,19 @@ absl::StatusOr<InferResult> Client::Infer(
   absl::StatusOr<InferResult> result = DecodeResponse(response);
   if (result.ok()) result->round_trip = round_trip;
   return result;
+}
+
+absl::StatusOr<int64_t> InFeatures(
+    const inference::ModelMetadataResponse& metadata) {
+  return RowSize(metadata.inputs(), "x");
+}
+
+absl::StatusOr<int64_t> OutFeatures(
+    const inference::ModelMetadataResponse& metadata) {
+  for (const auto& input : metadata.inputs()) {
+    if (input.name() == "grad_y") return RowSize(metadata.inputs(), "grad_y");
+  }
+  return RowSize(metadata.outputs(), "y");
 }
 
 absl::StatusOr<InferResult> DecodeResponse(

@@ -116,6 +116,15 @@ class Client {
   std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
 };
 
+// K and M of a Linear+ReLU model from its metadata: the elements per batch
+// row of input `x` (all dimensions after the first) and of `grad_y` (or, when
+// the metadata lists no grad_y, of output `y`). FailedPrecondition when the
+// tensor is missing or those dimensions are variable (-1).
+absl::StatusOr<int64_t> InFeatures(
+    const inference::ModelMetadataResponse& metadata);
+absl::StatusOr<int64_t> OutFeatures(
+    const inference::ModelMetadataResponse& metadata);
+
 // Decodes FP32 outputs from raw_output_contents (or, from servers that use
 // them, typed fp32_contents). Internal error for a malformed response.
 absl::StatusOr<InferResult> DecodeResponse(

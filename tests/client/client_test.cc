@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -380,6 +381,42 @@ TEST(DecodeResponseTest, AcceptsTypedContents) {
   absl::StatusOr<InferResult> result = DecodeResponse(response);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_THAT(result->outputs[0].tensor.data, ElementsAre(1.5f, -2.0f));
+}
+
+inference::ModelMetadataResponse Metadata(
+    std::vector<std::pair<std::string, std::vector<int64_t>>> inputs,
+    std::vector<std::pair<std::string, std::vector<int64_t>>> outputs) {
+  inference::ModelMetadataResponse metadata;
+  for (const auto& [name, shape] : inputs) {
+    auto* tensor = metadata.add_inputs();
+    tensor->set_name(name);
+    tensor->mutable_shape()->Add(shape.begin(), shape.end());
+  }
+  for (const auto& [name, shape] : outputs) {
+    auto* tensor = metadata.add_outputs();
+    tensor->set_name(name);
+    tensor->mutable_shape()->Add(shape.begin(), shape.end());
+  }
+  return metadata;
+}
+
+TEST(FeaturesTest, FromMetadata) {
+  const auto metadata =
+      Metadata({{"x", {-1, 3, 32, 32}}, {"grad_y", {-1, 7}}}, {{"y", {-1, 9}}});
+  EXPECT_EQ(*InFeatures(metadata), 3072);
+  EXPECT_EQ(*OutFeatures(metadata), 7);  // grad_y's, when listed
+  EXPECT_EQ(*OutFeatures(Metadata({{"x", {-1, 4}}}, {{"y", {-1, 9}}})), 9);
+}
+
+TEST(FeaturesTest, RefusesMissingOrVariableTensors) {
+  EXPECT_EQ(InFeatures(Metadata({{"x", {-1, -1}}}, {})).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(InFeatures(Metadata({{"x", {-1}}}, {})).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(InFeatures(Metadata({}, {})).status().message(),
+              HasSubstr("no tensor x"));
+  EXPECT_EQ(OutFeatures(Metadata({{"x", {-1, 4}}}, {})).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(FromGrpcStatusTest, MapsEveryCodeToTheSameName) {

@@ -83,11 +83,8 @@ TEST(NpyTest, RoundTripsShapesAndBits) {
     absl::StatusOr<Tensor> read = ReadNpy(path);
     ASSERT_TRUE(read.ok()) << read.status();
     EXPECT_EQ(read->shape, tensor.shape);
-    ASSERT_EQ(read->data.size(), tensor.data.size());
     // Bit-exact, so NaN, -0.0 and denormals count too.
-    EXPECT_EQ(std::memcmp(read->data.data(), tensor.data.data(),
-                          tensor.data.size() * sizeof(float)),
-              0);
+    EXPECT_EQ(Bytes(read->data), Bytes(tensor.data));
   }
 }
 

@@ -36,6 +36,18 @@ TEST(RandomNormalTensorTest, SameSeedSameValuesOtherSeedOther) {
   EXPECT_NE(a->data, c->data);
 }
 
+TEST(RandomNormalTensorTest, MatchesAnIndependentImplementation) {
+  // std::mt19937_64(0) and Box-Muller re-implemented in plain Python.
+  absl::StatusOr<Tensor> t = RandomNormalTensor({5}, 0);
+  ASSERT_TRUE(t.ok());
+  const std::vector<double> expected = {
+      0.5893787741661072, -0.029111312702298164, -0.23249007761478424,
+      -0.16338510811328888, 1.170440435409546};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_NEAR(t->data[i], expected[i], 1e-6) << i;
+  }
+}
+
 TEST(RandomNormalTensorTest, LooksStandardNormal) {
   absl::StatusOr<Tensor> t = RandomNormalTensor({100001}, 1);
   ASSERT_TRUE(t.ok());

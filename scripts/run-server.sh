@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Builds ReluServe (installing its dependencies) and runs the server in the
+# foreground on 127.0.0.1:8001 with the default model. Extra arguments go to
+# reluserve-server, e.g. scripts/run-server.sh --weights model.safetensors
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build.sh release --target reluserve-server reluserve-client
+exec build/release/server/reluserve-server "$@"
