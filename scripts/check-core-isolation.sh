@@ -2,7 +2,7 @@
 # The compute core must not depend on gRPC or protobuf (ARCHITECTURE.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if grep -rnE '#include *[<"](grpc|grpcpp|google/protobuf)|\.pb\.h"' server/core; then
+if grep -rnE '#include *[<"](grpc|grpcpp|google/protobuf)|\.pb\.h[">]' server/core; then
   echo "check-core-isolation: server/core includes gRPC/protobuf headers (above)" >&2
   exit 1
 fi

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <new>
 #include <string>
 
 #include "dnnl.hpp"
@@ -50,26 +51,29 @@ int main(int argc, char** argv) {
   app.add_option("--port", flags.port, "Port to listen on (0 picks one)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
-  app.add_option("--weights", flags.weights_file,
-                 "safetensors file with tensors weight [M, K] and bias [M]")
-      ->check(CLI::ExistingFile);
+  CLI::Option* weights_file =
+      app.add_option("--weights", flags.weights_file,
+                     "safetensors file with tensors weight [M, K] and bias [M]")
+          ->check(CLI::ExistingFile);
   app.add_option("--weights-prefix", flags.weights_prefix,
                  "Name prefix of the layer inside the file, e.g. 'fc.'");
   app.add_option("--in-features", flags.in_features,
                  "K, when no weights file is given")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
+      ->excludes(weights_file);
   app.add_option("--out-features", flags.out_features,
                  "M, when no weights file is given")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
+      ->excludes(weights_file);
   app.add_option("--seed", flags.seed,
                  "Seed of the default He-normal weights (no weights file)")
       ->capture_default_str();
   app.add_option("--max-batch", flags.max_batch,
                  "Largest batch N accepted; sets the gRPC message limits")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   app.add_option("--threads", flags.threads,
                  "oneDNN (OpenMP) threads per call; concurrent calls each use "
                  "this many")
@@ -91,11 +95,17 @@ int main(int argc, char** argv) {
   KeepLargeBuffersAcrossCalls();
 
   absl::StatusOr<reluserve::LinearWeights> weights =
-      flags.weights_file.empty()
-          ? reluserve::MakeDefaultWeights(flags.in_features, flags.out_features,
-                                          flags.seed)
-          : reluserve::LoadSafetensors(flags.weights_file,
-                                       flags.weights_prefix);
+      absl::InternalError("not loaded");
+  try {
+    weights = flags.weights_file.empty()
+                  ? reluserve::MakeDefaultWeights(
+                        flags.in_features, flags.out_features, flags.seed)
+                  : reluserve::LoadSafetensors(flags.weights_file,
+                                               flags.weights_prefix);
+  } catch (const std::bad_alloc&) {
+    weights = absl::ResourceExhaustedError(
+        "not enough memory for the weights of this layer size");
+  }
   if (!weights.ok()) {
     spdlog::critical("cannot load weights: {}",
                      std::string(weights.status().message()));

@@ -7,6 +7,7 @@
 #include <limits>
 #include <new>
 #include <unordered_map>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -86,29 +87,25 @@ void ApplyRelu(float* values, size_t count) {
 
 }  // namespace
 
-// Everything oneDNN needs for one batch size, built once and then shared
-// read-only by concurrent callers.
-struct LinearRelu::BatchPrimitives {
+// The forward pass for one batch size, built once and then shared read-only
+// by concurrent callers.
+struct LinearRelu::ForwardPrimitives {
   memory::desc x_desc;     // [N, K] plain
   memory::desc y_desc;     // [N, M] plain
   memory::desc bias_desc;  // [M]
-  memory::desc grad_weight_desc;
+  dnnl::inner_product_forward inner_product;
+  memory::desc scratchpad;
+  memory weights;  // in the layout inner_product asked for
+};
 
-  dnnl::inner_product_forward inference;
-  memory::desc inference_scratchpad;
-  memory inference_weights;
-
-  dnnl::inner_product_forward training;
-  memory::desc training_scratchpad;
-  memory training_weights;
-
+// The backward pass for one batch size; built only when a gradient is asked.
+struct LinearRelu::BackwardPrimitives {
+  memory::desc grad_weight_desc;  // [M, K] plain
   dnnl::eltwise_backward relu_backward;
   memory::desc relu_backward_scratchpad;
-
   dnnl::inner_product_backward_data backward_data;
   memory::desc backward_data_scratchpad;
   memory backward_data_weights;
-
   dnnl::inner_product_backward_weights backward_weights;
   memory::desc backward_weights_scratchpad;
 };
@@ -120,7 +117,9 @@ LinearRelu::LinearRelu(const LinearWeights& weights,
       options_(options),
       engine_(dnnl::engine::kind::cpu, 0),
       plain_weight_(weights.weight),
-      bias_(weights.bias) {}
+      bias_(weights.bias),
+      forward_cache_(options.max_cached_batch_sizes),
+      backward_cache_(options.max_cached_batch_sizes) {}
 
 LinearRelu::~LinearRelu() = default;
 
@@ -146,14 +145,17 @@ absl::StatusOr<std::unique_ptr<LinearRelu>> LinearRelu::Create(
   }
   try {
     std::unique_ptr<LinearRelu> layer(new LinearRelu(weights, options));
-    // Build the common single-row case now so that a broken oneDNN install
-    // fails at start-up rather than on the first request.
-    absl::StatusOr<std::shared_ptr<const BatchPrimitives>> warm =
-        layer->PrimitivesFor(1);
-    if (!warm.ok()) return warm.status();
+    // Build the single-row primitives now, so that a oneDNN that cannot
+    // serve this layer fails at start-up rather than on the first request.
+    omp_set_num_threads(options.intra_op_threads);
+    layer->forward_cache_.GetOrBuild(1, [&] { return layer->BuildForward(1); });
+    layer->backward_cache_.GetOrBuild(1,
+                                      [&] { return layer->BuildBackward(1); });
     return layer;
   } catch (const dnnl::error& e) {
     return absl::InternalError(absl::StrCat("oneDNN: ", e.what()));
+  } catch (const std::bad_alloc&) {
+    return absl::InternalError("out of memory while building the layer");
   }
 }
 
@@ -185,6 +187,7 @@ std::string LinearRelu::CpuIsaName() {
 }
 
 dnnl::memory LinearRelu::WeightsIn(const memory::desc& layout) const {
+  std::lock_guard<std::mutex> lock(weights_mutex_);
   for (const auto& [desc, reordered] : reordered_weights_) {
     if (desc == layout) return reordered;
   }
@@ -201,61 +204,83 @@ dnnl::memory LinearRelu::WeightsIn(const memory::desc& layout) const {
   return reordered;
 }
 
-std::shared_ptr<const LinearRelu::BatchPrimitives> LinearRelu::BuildPrimitives(
+namespace {
+
+// Activations and gradients are the caller's plain row-major buffers (no
+// copies); only the weights may take a blocked layout of oneDNN's choice.
+struct PlainDescs {
+  memory::desc x, y, bias, any_weights;
+};
+
+PlainDescs DescsFor(int64_t batch, int64_t in_features, int64_t out_features) {
+  const memory::dim n = batch, k = in_features, m = out_features;
+  return {memory::desc({n, k}, DataType::f32, Tag::nc),
+          memory::desc({n, m}, DataType::f32, Tag::nc),
+          memory::desc({m}, DataType::f32, Tag::x),
+          memory::desc({m, k}, DataType::f32, Tag::any)};
+}
+
+// No fused ReLU post-op: oneDNN 2.6's ReLU (fused or standalone) maps NaN to
+// 0, and the contract keeps IEEE semantics. ApplyRelu runs after.
+dnnl::inner_product_forward::primitive_desc InnerProductDesc(
+    dnnl::prop_kind kind, const PlainDescs& descs, const dnnl::engine& engine) {
+  return dnnl::inner_product_forward::primitive_desc(
+      dnnl::inner_product_forward::desc(kind, descs.x, descs.any_weights,
+                                        descs.bias, descs.y),
+      UserScratchpadAttr(), engine);
+}
+
+}  // namespace
+
+std::shared_ptr<const LinearRelu::ForwardPrimitives> LinearRelu::BuildForward(
     int64_t batch) const {
-  auto p = std::make_shared<BatchPrimitives>();
-  const memory::dim n = batch, k = in_features_, m = out_features_;
-  // Activations and gradients are the caller's plain row-major buffers (no
-  // copies); only the weights may take a blocked layout of oneDNN's choice.
-  p->x_desc = memory::desc({n, k}, DataType::f32, Tag::nc);
-  p->y_desc = memory::desc({n, m}, DataType::f32, Tag::nc);
-  p->bias_desc = memory::desc({m}, DataType::f32, Tag::x);
-  const memory::desc any_weights({m, k}, DataType::f32, Tag::any);
-  // Plain grad_weight lets oneDNN pick a faster kernel than `any` + reorder
-  // (measured: 223 -> 104 us at N=1).
-  p->grad_weight_desc = memory::desc({m, k}, DataType::f32, Tag::oi);
+  auto p = std::make_shared<ForwardPrimitives>();
+  const PlainDescs descs = DescsFor(batch, in_features_, out_features_);
+  p->x_desc = descs.x;
+  p->y_desc = descs.y;
+  p->bias_desc = descs.bias;
+  // One forward primitive serves both passes, so y has the same bits
+  // whether or not a gradient was asked for.
+  const auto pd =
+      InnerProductDesc(dnnl::prop_kind::forward_inference, descs, engine_);
+  p->inner_product = dnnl::inner_product_forward(pd);
+  p->scratchpad = pd.scratchpad_desc();
+  p->weights = WeightsIn(pd.weights_desc());
+  return p;
+}
 
-  // No fused ReLU post-op: oneDNN 2.6's ReLU (fused or standalone) maps NaN
-  // to 0, and the contract keeps IEEE semantics. ApplyRelu runs after.
-  const dnnl::primitive_attr inner_product_attr = UserScratchpadAttr();
-
-  const dnnl::inner_product_forward::primitive_desc inference_pd(
-      dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_inference,
-                                        p->x_desc, any_weights, p->bias_desc,
-                                        p->y_desc),
-      inner_product_attr, engine_);
-  p->inference = dnnl::inner_product_forward(inference_pd);
-  p->inference_scratchpad = inference_pd.scratchpad_desc();
-  p->inference_weights = WeightsIn(inference_pd.weights_desc());
-
-  const dnnl::inner_product_forward::primitive_desc training_pd(
-      dnnl::inner_product_forward::desc(dnnl::prop_kind::forward_training,
-                                        p->x_desc, any_weights, p->bias_desc,
-                                        p->y_desc),
-      inner_product_attr, engine_);
-  p->training = dnnl::inner_product_forward(training_pd);
-  p->training_scratchpad = training_pd.scratchpad_desc();
-  p->training_weights = WeightsIn(training_pd.weights_desc());
+std::shared_ptr<const LinearRelu::BackwardPrimitives> LinearRelu::BuildBackward(
+    int64_t batch) const {
+  auto p = std::make_shared<BackwardPrimitives>();
+  const PlainDescs descs = DescsFor(batch, in_features_, out_features_);
+  // Plain grad_weight lets oneDNN pick a faster kernel than `any` plus a
+  // reorder (measured: 223 -> 104 us at N=1).
+  p->grad_weight_desc =
+      memory::desc({out_features_, in_features_}, DataType::f32, Tag::oi);
+  // The backward descriptors need a training forward as a hint; it is never
+  // executed.
+  const auto training_hint =
+      InnerProductDesc(dnnl::prop_kind::forward_training, descs, engine_);
 
   // ReLU backward from the output: 1[y > 0] equals 1[pre-activation > 0], so
-  // no pre-activation has to be kept. The forward desc is only a hint.
+  // no pre-activation has to be kept.
   const dnnl::eltwise_forward::primitive_desc relu_hint(
       dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training,
                                   dnnl::algorithm::eltwise_relu_use_dst_for_bwd,
-                                  p->y_desc, 0.0f, 0.0f),
+                                  descs.y, 0.0f, 0.0f),
       engine_);
   const dnnl::eltwise_backward::primitive_desc relu_backward_pd(
       dnnl::eltwise_backward::desc(
-          dnnl::algorithm::eltwise_relu_use_dst_for_bwd, p->y_desc, p->y_desc,
-          0.0f, 0.0f),
+          dnnl::algorithm::eltwise_relu_use_dst_for_bwd, descs.y, descs.y, 0.0f,
+          0.0f),
       UserScratchpadAttr(), engine_, relu_hint);
   p->relu_backward = dnnl::eltwise_backward(relu_backward_pd);
   p->relu_backward_scratchpad = relu_backward_pd.scratchpad_desc();
 
   const dnnl::inner_product_backward_data::primitive_desc backward_data_pd(
-      dnnl::inner_product_backward_data::desc(p->x_desc, any_weights,
-                                              p->y_desc),
-      UserScratchpadAttr(), engine_, training_pd);
+      dnnl::inner_product_backward_data::desc(descs.x, descs.any_weights,
+                                              descs.y),
+      UserScratchpadAttr(), engine_, training_hint);
   p->backward_data = dnnl::inner_product_backward_data(backward_data_pd);
   p->backward_data_scratchpad = backward_data_pd.scratchpad_desc();
   p->backward_data_weights = WeightsIn(backward_data_pd.weights_desc());
@@ -263,32 +288,12 @@ std::shared_ptr<const LinearRelu::BatchPrimitives> LinearRelu::BuildPrimitives(
   const dnnl::inner_product_backward_weights::primitive_desc
       backward_weights_pd(
           dnnl::inner_product_backward_weights::desc(
-              p->x_desc, p->grad_weight_desc, p->bias_desc, p->y_desc),
-          UserScratchpadAttr(), engine_, training_pd);
+              descs.x, p->grad_weight_desc, descs.bias, descs.y),
+          UserScratchpadAttr(), engine_, training_hint);
   p->backward_weights =
       dnnl::inner_product_backward_weights(backward_weights_pd);
   p->backward_weights_scratchpad = backward_weights_pd.scratchpad_desc();
   return p;
-}
-
-absl::StatusOr<std::shared_ptr<const LinearRelu::BatchPrimitives>>
-LinearRelu::PrimitivesFor(int64_t batch) const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  auto found = primitives_by_batch_.find(batch);
-  if (found != primitives_by_batch_.end()) {
-    batch_lru_.splice(batch_lru_.begin(), batch_lru_, found->second.second);
-    return found->second.first;
-  }
-  std::shared_ptr<const BatchPrimitives> built = BuildPrimitives(batch);
-  if (primitives_by_batch_.size() >= options_.max_cached_batch_sizes) {
-    // Calls already holding the evicted entry keep it alive until they end.
-    primitives_by_batch_.erase(batch_lru_.back());
-    batch_lru_.pop_back();
-  }
-  batch_lru_.push_front(batch);
-  primitives_by_batch_.emplace(batch,
-                               std::make_pair(built, batch_lru_.begin()));
-  return built;
 }
 
 namespace {
@@ -307,6 +312,23 @@ absl::Status CheckBatch(int64_t batch, int64_t in_features,
   return absl::OkStatus();
 }
 
+// Runs `compute`, turning oneDNN's exceptions into a status at the core's
+// edge.
+template <typename Compute>
+absl::Status Guarded(const char* what, int intra_op_threads,
+                     Compute&& compute) {
+  try {
+    // This thread's OpenMP team size: the setting is per calling thread.
+    omp_set_num_threads(intra_op_threads);
+    compute();
+    return absl::OkStatus();
+  } catch (const dnnl::error& e) {
+    return absl::InternalError(absl::StrCat("oneDNN ", what, ": ", e.what()));
+  } catch (const std::bad_alloc&) {
+    return absl::InternalError(absl::StrCat("out of memory in ", what));
+  }
+}
+
 }  // namespace
 
 absl::Status LinearRelu::Forward(int64_t batch, const float* x,
@@ -318,27 +340,8 @@ absl::Status LinearRelu::Forward(int64_t batch, const float* x,
   if (x == nullptr || y == nullptr) {
     return absl::InvalidArgumentError("Forward needs both x and y buffers");
   }
-  try {
-    // This thread's OpenMP team size: the setting is per calling thread.
-    omp_set_num_threads(options_.intra_op_threads);
-    absl::StatusOr<std::shared_ptr<const BatchPrimitives>> primitives =
-        PrimitivesFor(batch);
-    if (!primitives.ok()) return primitives.status();
-    const BatchPrimitives& p = **primitives;
-    dnnl::stream stream(engine_);
-    Execute(p.inference, p.inference_scratchpad, engine_, stream,
-            {{DNNL_ARG_SRC, Wrap(p.x_desc, engine_, x)},
-             {DNNL_ARG_WEIGHTS, p.inference_weights},
-             {DNNL_ARG_BIAS, Wrap(p.bias_desc, engine_, bias_.data())},
-             {DNNL_ARG_DST, memory(p.y_desc, engine_, y)}});
-    stream.wait();
-    ApplyRelu(y, static_cast<size_t>(batch * out_features_));
-    return absl::OkStatus();
-  } catch (const dnnl::error& e) {
-    return absl::InternalError(absl::StrCat("oneDNN forward: ", e.what()));
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError("out of memory in forward");
-  }
+  return Guarded("forward", options_.intra_op_threads,
+                 [&] { RunForward(batch, x, y); });
 }
 
 absl::Status LinearRelu::ForwardBackward(
@@ -352,52 +355,54 @@ absl::Status LinearRelu::ForwardBackward(
     return absl::InvalidArgumentError(
         "ForwardBackward needs both x and grad_y buffers");
   }
-  try {
-    return RunForwardBackward(batch, x, grad_y, y, gradients);
-  } catch (const dnnl::error& e) {
-    return absl::InternalError(
-        absl::StrCat("oneDNN forward+backward: ", e.what()));
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError("out of memory in forward+backward");
-  }
+  return Guarded("forward+backward", options_.intra_op_threads, [&] {
+    if (y == nullptr) {
+      y = Grown(LocalWorkspace().y, static_cast<size_t>(batch * out_features_));
+    }
+    RunForward(batch, x, y);
+    RunBackward(batch, x, grad_y, y, gradients);
+  });
 }
 
-absl::Status LinearRelu::RunForwardBackward(
-    int64_t batch, const float* x, const float* grad_y, float* y,
-    const GradientOutputs& gradients) const {
-  omp_set_num_threads(options_.intra_op_threads);
-  absl::StatusOr<std::shared_ptr<const BatchPrimitives>> primitives =
-      PrimitivesFor(batch);
-  if (!primitives.ok()) return primitives.status();
-  const BatchPrimitives& p = **primitives;
+// The CPU engine runs primitives synchronously on the calling thread (the
+// OpenMP runtime), so each Execute has finished before the next one may grow
+// the thread's scratchpad.
+void LinearRelu::RunForward(int64_t batch, const float* x, float* y) const {
+  const std::shared_ptr<const ForwardPrimitives> p =
+      forward_cache_.GetOrBuild(batch, [&] { return BuildForward(batch); });
+  dnnl::stream stream(engine_);
+  Execute(p->inner_product, p->scratchpad, engine_, stream,
+          {{DNNL_ARG_SRC, Wrap(p->x_desc, engine_, x)},
+           {DNNL_ARG_WEIGHTS, p->weights},
+           {DNNL_ARG_BIAS, Wrap(p->bias_desc, engine_, bias_.data())},
+           {DNNL_ARG_DST, memory(p->y_desc, engine_, y)}});
+  stream.wait();
+  ApplyRelu(y, static_cast<size_t>(batch * out_features_));
+}
 
+void LinearRelu::RunBackward(int64_t batch, const float* x, const float* grad_y,
+                             const float* y,
+                             const GradientOutputs& gradients) const {
+  const std::shared_ptr<const BackwardPrimitives> p =
+      backward_cache_.GetOrBuild(batch, [&] { return BuildBackward(batch); });
+  const PlainDescs descs = DescsFor(batch, in_features_, out_features_);
   ThreadWorkspace& workspace = LocalWorkspace();
-  const auto activations = static_cast<size_t>(batch * out_features_);
-  if (y == nullptr) y = Grown(workspace.y, activations);
-  float* relu_grad = Grown(workspace.relu_grad, activations);
+  float* relu_grad =
+      Grown(workspace.relu_grad, static_cast<size_t>(batch * out_features_));
 
   dnnl::stream stream(engine_);
-  const memory x_memory = Wrap(p.x_desc, engine_, x);
-  const memory y_memory(p.y_desc, engine_, y);
-  const memory relu_grad_memory(p.y_desc, engine_, relu_grad);
-
-  Execute(p.training, p.training_scratchpad, engine_, stream,
-          {{DNNL_ARG_SRC, x_memory},
-           {DNNL_ARG_WEIGHTS, p.training_weights},
-           {DNNL_ARG_BIAS, Wrap(p.bias_desc, engine_, bias_.data())},
-           {DNNL_ARG_DST, y_memory}});
-  stream.wait();
-  ApplyRelu(y, activations);
+  const memory x_memory = Wrap(descs.x, engine_, x);
+  const memory relu_grad_memory(descs.y, engine_, relu_grad);
   // relu_grad = grad_y where y > 0, else 0.
-  Execute(p.relu_backward, p.relu_backward_scratchpad, engine_, stream,
-          {{DNNL_ARG_DST, y_memory},
-           {DNNL_ARG_DIFF_DST, Wrap(p.y_desc, engine_, grad_y)},
+  Execute(p->relu_backward, p->relu_backward_scratchpad, engine_, stream,
+          {{DNNL_ARG_DST, Wrap(descs.y, engine_, y)},
+           {DNNL_ARG_DIFF_DST, Wrap(descs.y, engine_, grad_y)},
            {DNNL_ARG_DIFF_SRC, relu_grad_memory}});
   if (gradients.grad_x != nullptr) {
-    Execute(p.backward_data, p.backward_data_scratchpad, engine_, stream,
+    Execute(p->backward_data, p->backward_data_scratchpad, engine_, stream,
             {{DNNL_ARG_DIFF_DST, relu_grad_memory},
-             {DNNL_ARG_WEIGHTS, p.backward_data_weights},
-             {DNNL_ARG_DIFF_SRC, memory(p.x_desc, engine_, gradients.grad_x)}});
+             {DNNL_ARG_WEIGHTS, p->backward_data_weights},
+             {DNNL_ARG_DIFF_SRC, memory(descs.x, engine_, gradients.grad_x)}});
   }
   if (gradients.grad_weight != nullptr || gradients.grad_bias != nullptr) {
     // One primitive computes both sums; a gradient nobody asked for goes to
@@ -411,15 +416,15 @@ absl::Status LinearRelu::RunForwardBackward(
         gradients.grad_bias != nullptr
             ? gradients.grad_bias
             : Grown(workspace.grad_bias, static_cast<size_t>(out_features_));
-    Execute(p.backward_weights, p.backward_weights_scratchpad, engine_, stream,
+    Execute(p->backward_weights, p->backward_weights_scratchpad, engine_,
+            stream,
             {{DNNL_ARG_SRC, x_memory},
              {DNNL_ARG_DIFF_DST, relu_grad_memory},
              {DNNL_ARG_DIFF_WEIGHTS,
-              memory(p.grad_weight_desc, engine_, grad_weight)},
-             {DNNL_ARG_DIFF_BIAS, memory(p.bias_desc, engine_, grad_bias)}});
+              memory(p->grad_weight_desc, engine_, grad_weight)},
+             {DNNL_ARG_DIFF_BIAS, memory(descs.bias, engine_, grad_bias)}});
   }
   stream.wait();
-  return absl::OkStatus();
 }
 
 }  // namespace reluserve

@@ -2,17 +2,16 @@
 #define RELUSERVE_SERVER_CORE_LINEAR_RELU_H_
 
 #include <cstdint>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "dnnl.hpp"
+#include "server/core/batch_cache.h"
 #include "server/core/weights.h"
 
 namespace reluserve {
@@ -64,17 +63,18 @@ class LinearRelu {
   static std::string CpuIsaName();
 
  private:
-  struct BatchPrimitives;
+  struct ForwardPrimitives;
+  struct BackwardPrimitives;
 
   LinearRelu(const LinearWeights& weights, const LinearReluOptions& options);
 
-  absl::StatusOr<std::shared_ptr<const BatchPrimitives>> PrimitivesFor(
-      int64_t batch) const;
-  std::shared_ptr<const BatchPrimitives> BuildPrimitives(int64_t batch) const;
+  std::shared_ptr<const ForwardPrimitives> BuildForward(int64_t batch) const;
+  std::shared_ptr<const BackwardPrimitives> BuildBackward(int64_t batch) const;
+  // The weights reordered into `layout`, made on first request.
   dnnl::memory WeightsIn(const dnnl::memory::desc& layout) const;
-  absl::Status RunForwardBackward(int64_t batch, const float* x,
-                                  const float* grad_y, float* y,
-                                  const GradientOutputs& gradients) const;
+  void RunForward(int64_t batch, const float* x, float* y) const;
+  void RunBackward(int64_t batch, const float* x, const float* grad_y,
+                   const float* y, const GradientOutputs& gradients) const;
 
   const int64_t in_features_;
   const int64_t out_features_;
@@ -84,16 +84,13 @@ class LinearRelu {
   std::vector<float> plain_weight_;
   std::vector<float> bias_;
 
-  mutable std::mutex mutex_;
-  // Guarded by mutex_: weights reordered into each layout a primitive asked
-  // for (usually one or two), and the per-batch primitives in LRU order.
+  mutable std::mutex weights_mutex_;
+  // Guarded by weights_mutex_: one copy per layout a primitive asked for
+  // (usually two: forward and backward-data).
   mutable std::vector<std::pair<dnnl::memory::desc, dnnl::memory>>
       reordered_weights_;
-  mutable std::list<int64_t> batch_lru_;
-  mutable std::unordered_map<int64_t,
-                             std::pair<std::shared_ptr<const BatchPrimitives>,
-                                       std::list<int64_t>::iterator>>
-      primitives_by_batch_;
+  mutable BatchCache<ForwardPrimitives> forward_cache_;
+  mutable BatchCache<BackwardPrimitives> backward_cache_;
 };
 
 }  // namespace reluserve

@@ -8,7 +8,6 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
-#include <random>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -20,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
+#include "server/core/normal_random.h"
 
 // safetensors stores little-endian IEEE-754 data, which we memcpy as is.
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -312,26 +312,10 @@ LinearWeights MakeDefaultWeights(int64_t in_features, int64_t out_features,
   result.in_features = in_features;
   result.out_features = out_features;
 
-  std::mt19937_64 gen(seed);
-  // A uniform double in (0, 1) from the top 52 bits. (x + 0.5) * 2^-52 is
-  // exact in binary64, so no rounding mode or library can change it.
-  auto uniform = [&gen]() {
-    return (static_cast<double>(gen() >> 12) + 0.5) * 0x1p-52;
-  };
-  constexpr double kTwoPi = 6.283185307179586476925286766559;
-  const double scale = std::sqrt(2.0 / static_cast<double>(in_features));
-
   const size_t count = static_cast<size_t>(in_features) * out_features;
   result.weight.resize(count);
-  for (size_t i = 0; i < count; i += 2) {
-    // Box-Muller: two independent standard normals per pair of uniforms.
-    const double r = std::sqrt(-2.0 * std::log(uniform()));
-    const double theta = kTwoPi * uniform();
-    result.weight[i] = static_cast<float>(r * std::cos(theta) * scale);
-    if (i + 1 < count) {
-      result.weight[i + 1] = static_cast<float>(r * std::sin(theta) * scale);
-    }
-  }
+  FillNormal(seed, std::sqrt(2.0 / static_cast<double>(in_features)),
+             result.weight.data(), count);
   result.bias.assign(static_cast<size_t>(out_features), 0.01f);
   return result;
 }

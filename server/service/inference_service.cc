@@ -119,6 +119,7 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     grpc::CallbackServerContext* context,
     const inference::ModelInferRequest* request,
     inference::ModelInferResponse* response) {
+  calls_in_flight_.fetch_add(1);
   absl::Status status;
   try {
     status = Infer(*context, *request, *response);
@@ -128,7 +129,9 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     status = absl::InternalError("unexpected error");
   }
   if (!status.ok()) response->Clear();
-  return FinishWith(context, ToGrpcStatus(status));
+  grpc::ServerUnaryReactor* reactor = FinishWith(context, ToGrpcStatus(status));
+  calls_in_flight_.fetch_sub(1);
+  return reactor;
 }
 
 absl::Status InferenceService::Infer(

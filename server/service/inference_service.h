@@ -2,6 +2,7 @@
 #define RELUSERVE_SERVER_SERVICE_INFERENCE_SERVICE_H_
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 
 #include "grpc_service.grpc.pb.h"
@@ -23,6 +24,9 @@ class InferenceService final
   // From now on readiness answers false and new inference calls get
   // UNAVAILABLE; calls already running finish normally.
   void StartDraining() { draining_.store(true); }
+
+  // ModelInfer calls between their start and their Finish().
+  int64_t calls_in_flight() const { return calls_in_flight_.load(); }
 
   grpc::ServerUnaryReactor* ServerLive(
       grpc::CallbackServerContext* context,
@@ -57,6 +61,7 @@ class InferenceService final
   const ModelConfig model_;
   const std::shared_ptr<const LinearRelu> layer_;
   std::atomic<bool> draining_{false};
+  std::atomic<int64_t> calls_in_flight_{0};
 };
 
 }  // namespace reluserve

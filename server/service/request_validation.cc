@@ -132,9 +132,10 @@ absl::Status CheckXShape(
     overflowed |= __builtin_mul_overflow(features, shape[i], &features);
   }
   if (overflowed || features != model.in_features) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("input 'x': expected shape ", expected, ", got ",
-                     ShapeString(shape), " (", features, " features)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input 'x': expected shape ", expected, ", got ", ShapeString(shape),
+        overflowed ? " (its features overflow)"
+                   : absl::StrCat(" (", features, " features)")));
   }
   if (shape[0] > model.max_batch) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "server/service/inference_service.h"
@@ -73,21 +74,33 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   return server;
 }
 
-Server::~Server() {
-  if (grpc_server_ != nullptr) {
-    Shutdown(std::chrono::system_clock::now());
-  }
-}
+Server::~Server() { Shutdown(std::chrono::system_clock::now()); }
 
 std::string Server::address() const { return HostPort(options_.host, port_); }
 
 void Server::Shutdown(std::chrono::system_clock::time_point deadline) {
-  if (grpc_server_ == nullptr) return;
-  service_->StartDraining();
-  grpc_server_->GetHealthCheckService()->SetServingStatus(false);
-  grpc_server_->Shutdown(deadline);
-  grpc_server_->Wait();
-  grpc_server_.reset();
+  std::call_once(shutdown_once_, [&] {
+    if (grpc_server_ == nullptr) return;  // never started
+    service_->StartDraining();
+    grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+    // Wait for a quiet period with nothing in flight: a call that was still
+    // uploading when draining began arrives within it and is answered
+    // UNAVAILABLE instead of being cancelled by gRPC's shutdown.
+    constexpr auto kQuietPeriod = std::chrono::milliseconds(100);
+    constexpr auto kPoll = std::chrono::milliseconds(5);
+    auto quiet_since = std::chrono::steady_clock::now();
+    while (std::chrono::system_clock::now() < deadline) {
+      const auto now = std::chrono::steady_clock::now();
+      if (service_->calls_in_flight() > 0) {
+        quiet_since = now;
+      } else if (now - quiet_since >= kQuietPeriod) {
+        break;
+      }
+      std::this_thread::sleep_for(kPoll);
+    }
+    grpc_server_->Shutdown(deadline);
+    grpc_server_->Wait();
+  });
 }
 
 }  // namespace reluserve

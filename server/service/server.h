@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -20,7 +21,8 @@ class InferenceService;
 // A running gRPC server: the inference service, grpc.health.v1 and server
 // reflection on one listening address.
 //
-// Thread safety: Shutdown() and Wait() may be called from any thread, once.
+// Thread safety: Shutdown() may be called from any thread, more than once;
+// the first call does the work and later ones return at once.
 class Server {
  public:
   struct Options {
@@ -44,8 +46,11 @@ class Server {
   int max_receive_bytes() const { return max_receive_bytes_; }
   int max_send_bytes() const { return max_send_bytes_; }
 
-  // Stops accepting calls, reports not ready, lets calls in flight finish
-  // until `deadline`, then cancels what is left.
+  // Drains, then stops: readiness and health turn false and new inference
+  // calls get UNAVAILABLE (a retryable answer, where closing the listener
+  // would cancel calls still uploading); calls already computing finish.
+  // Once none has been in flight for a short quiet period, or `deadline`
+  // passes, gRPC shuts down and cancels whatever is left.
   void Shutdown(std::chrono::system_clock::time_point deadline);
 
  private:
@@ -57,6 +62,7 @@ class Server {
   int max_send_bytes_ = 0;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  std::once_flag shutdown_once_;
 };
 
 // Message limits that fit the largest batch of `model`, with room for the

@@ -4,6 +4,11 @@
 
 #include "client/client.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -195,9 +200,23 @@ TEST_F(ClientTest, HealthUnknownModelReadsAsNotReadyWithTheReason) {
   EXPECT_THAT(health->detail, HasSubstr("unknown model 'nope'"));
 }
 
-TEST_F(ClientTest, HealthOfAStoppedServerIsUnavailable) {
-  server_->Shutdown();
-  absl::StatusOr<HealthStatus> health = Client(Options()).Health();
+TEST_F(ClientTest, HealthOfAnUnreachableServerIsUnavailable) {
+  // A port held bound but not listening refuses connections, and no other
+  // test can take it meanwhile (a stopped server's port could be reused).
+  const int held = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(held, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(held, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
+            0);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(getsockname(held, reinterpret_cast<sockaddr*>(&address), &length),
+            0);
+  ClientOptions options = Options();
+  options.target = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+  absl::StatusOr<HealthStatus> health = Client(options).Health();
+  close(held);
   EXPECT_EQ(health.status().code(), absl::StatusCode::kUnavailable)
       << health.status();
   EXPECT_FALSE(health.status().message().empty());
