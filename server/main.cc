@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <new>
 #include <string>
@@ -27,7 +28,11 @@ struct Flags {
   int64_t out_features = 100;
   uint64_t seed = 42;
   int64_t max_batch = 4096;
-  int threads = 1;
+  int intra_op_threads = 1;
+  int compute_threads = 0;
+  int64_t max_batch_delay_us = 0;
+  int64_t preferred_batch_size = 0;
+  int64_t max_queue_size = 256;
   double drain_seconds = 10.0;
 };
 
@@ -74,16 +79,42 @@ int main(int argc, char** argv) {
                  "Largest batch N accepted; sets the gRPC message limits")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
-  app.add_option("--threads", flags.threads,
-                 "oneDNN (OpenMP) threads per call; concurrent calls each use "
-                 "this many")
+  app.add_option("--intra-op-threads,--threads", flags.intra_op_threads,
+                 "oneDNN (OpenMP) threads inside one computation")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 256));
+  app.add_option("--compute-threads", flags.compute_threads,
+                 "Threads that run computations, behind a bounded queue; 0 "
+                 "computes inline on gRPC's threads (no queue, no batching)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 256));
+  app.add_option("--max-queue-size", flags.max_queue_size,
+                 "Requests waiting for a compute thread before new ones get "
+                 "UNAVAILABLE")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  app.add_option("--max-batch-delay-us", flags.max_batch_delay_us,
+                 "Dynamic batching: how long a forward request may wait for "
+                 "others to share its oneDNN call (0: off; needs "
+                 "--compute-threads >= 1)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{10'000'000}));
+  app.add_option("--preferred-batch-size", flags.preferred_batch_size,
+                 "Dynamic batching: stop gathering at this many rows (0: "
+                 "--max-batch)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   app.add_option("--drain-seconds", flags.drain_seconds,
                  "On SIGTERM, how long calls in flight may take to finish")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
+  if (flags.max_batch_delay_us > 0 && flags.compute_threads == 0) {
+    std::fprintf(stderr,
+                 "--max-batch-delay-us needs --compute-threads >= 1: batches "
+                 "are gathered in the compute threads' queue\n");
+    return 2;
+  }
 
   // Signals are taken by sigwait below, so every thread started from here
   // on must inherit them blocked.
@@ -112,7 +143,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   reluserve::LinearReluOptions layer_options;
-  layer_options.intra_op_threads = flags.threads;
+  layer_options.intra_op_threads = flags.intra_op_threads;
   absl::StatusOr<std::unique_ptr<reluserve::LinearRelu>> layer =
       reluserve::LinearRelu::Create(*weights, layer_options);
   if (!layer.ok()) {
@@ -127,6 +158,12 @@ int main(int argc, char** argv) {
   options.model.in_features = weights->in_features;
   options.model.out_features = weights->out_features;
   options.model.max_batch = flags.max_batch;
+  options.scheduling.compute_threads = flags.compute_threads;
+  options.scheduling.max_queue_size = static_cast<size_t>(flags.max_queue_size);
+  options.scheduling.max_batch_delay =
+      std::chrono::microseconds(flags.max_batch_delay_us);
+  options.scheduling.preferred_batch_rows = flags.preferred_batch_size;
+  options.scheduling.max_batch_rows = flags.max_batch;
   absl::StatusOr<std::unique_ptr<reluserve::Server>> server =
       reluserve::Server::Start(options, std::move(*layer));
   if (!server.ok()) {
@@ -136,12 +173,25 @@ int main(int argc, char** argv) {
   const dnnl_version_t* onednn = dnnl_version();
   spdlog::info(
       "model {} v{}: K={} M={} from {}; oneDNN {}.{}.{} on {}, {} thread(s) "
-      "per call; max batch {} (messages up to {} MiB in, {} MiB out)",
+      "per computation; max batch {} (messages up to {} MiB in, {} MiB out)",
       options.model.name, options.model.version, weights->in_features,
       weights->out_features, weights->source, onednn->major, onednn->minor,
-      onednn->patch, reluserve::LinearRelu::CpuIsaName(), flags.threads,
-      flags.max_batch, (*server)->max_receive_bytes() >> 20,
-      (*server)->max_send_bytes() >> 20);
+      onednn->patch, reluserve::LinearRelu::CpuIsaName(),
+      flags.intra_op_threads, flags.max_batch,
+      (*server)->max_receive_bytes() >> 20, (*server)->max_send_bytes() >> 20);
+  if (flags.compute_threads == 0) {
+    spdlog::info("computing inline on gRPC's threads");
+  } else {
+    spdlog::info(
+        "{} compute thread(s), queue of {}; dynamic batching {}",
+        flags.compute_threads, flags.max_queue_size,
+        flags.max_batch_delay_us == 0
+            ? std::string("off")
+            : fmt::format("up to {} us, {} rows", flags.max_batch_delay_us,
+                          flags.preferred_batch_size > 0
+                              ? flags.preferred_batch_size
+                              : flags.max_batch));
+  }
   spdlog::info("listening on {}", (*server)->address());
 
   int received = 0;

@@ -1,7 +1,9 @@
 #include "server/service/inference_service.h"
 
 #include <chrono>
+#include <deque>
 #include <exception>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -56,8 +58,13 @@ float* AddOutput(inference::ModelInferResponse& response, OutputTensor output,
 }  // namespace
 
 InferenceService::InferenceService(ModelConfig model,
-                                   std::shared_ptr<const LinearRelu> layer)
-    : model_(std::move(model)), layer_(std::move(layer)) {}
+                                   std::shared_ptr<const LinearRelu> layer,
+                                   const Scheduler::Options& scheduling)
+    : model_(std::move(model)),
+      layer_(layer),
+      scheduler_(scheduling, std::move(layer), &statistics_) {}
+
+InferenceService::~InferenceService() = default;
 
 grpc::ServerUnaryReactor* InferenceService::ServerLive(
     grpc::CallbackServerContext* context, const inference::ServerLiveRequest*,
@@ -90,6 +97,7 @@ grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
     inference::ServerMetadataResponse* response) {
   response->set_name(kServerName);
   response->set_version(RELUSERVE_VERSION);
+  response->add_extensions("statistics");
   return FinishWith(context, grpc::Status::OK);
 }
 
@@ -119,64 +127,216 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     grpc::CallbackServerContext* context,
     const inference::ModelInferRequest* request,
     inference::ModelInferResponse* response) {
-  calls_in_flight_.fetch_add(1);
-  absl::Status status;
-  try {
-    status = Infer(*context, *request, *response);
-  } catch (const std::exception& e) {
-    status = absl::InternalError(absl::StrCat("unexpected error: ", e.what()));
-  } catch (...) {
-    status = absl::InternalError("unexpected error");
-  }
-  if (!status.ok()) response->Clear();
-  grpc::ServerUnaryReactor* reactor = FinishWith(context, ToGrpcStatus(status));
-  calls_in_flight_.fetch_sub(1);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  StartInference(*request, *response, context->deadline(),
+                 [reactor](const absl::Status& status) {
+                   reactor->Finish(ToGrpcStatus(status));
+                 });
   return reactor;
 }
 
-absl::Status InferenceService::Infer(
-    const grpc::CallbackServerContext& context,
+grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
+    grpc::CallbackServerContext* context,
+    const inference::ModelStatisticsRequest* request,
+    inference::ModelStatisticsResponse* response) {
+  // An empty name asks for every model: here, the one.
+  if (!request->name().empty()) {
+    if (absl::Status selected =
+            CheckModelSelected(request->name(), request->version(), model_);
+        !selected.ok()) {
+      return FinishWith(context, ToGrpcStatus(selected));
+    }
+  }
+  inference::ModelStatistics& statistics = *response->add_model_stats();
+  statistics.set_name(model_.name);
+  statistics.set_version(model_.version);
+  statistics_.Fill(statistics);
+  return FinishWith(context, grpc::Status::OK);
+}
+
+void InferenceService::StartInference(
     const inference::ModelInferRequest& request,
-    inference::ModelInferResponse& response) const {
+    inference::ModelInferResponse& response,
+    std::chrono::system_clock::time_point deadline, Done done) {
+  const auto arrival = std::chrono::steady_clock::now();
+  requests_in_flight_.fetch_add(1);
+  auto finish = [this, &response, arrival, done = std::move(done)](
+                    const absl::Status& status,
+                    const InferenceStatistics::RequestPhases* phases,
+                    int64_t rows) {
+    const auto total = std::chrono::duration_cast<Nanoseconds>(
+        std::chrono::steady_clock::now() - arrival);
+    if (status.ok()) {
+      statistics_.RecordSuccess(rows, total, *phases);
+    } else {
+      response.Clear();
+      statistics_.RecordFailure(total);
+    }
+    done(status);
+    requests_in_flight_.fetch_sub(1);
+  };
+
+  auto job = std::make_unique<InferJob>();
+  absl::Status prepared;
+  try {
+    prepared = PrepareJob(request, response, deadline, *job);
+  } catch (const std::exception& e) {
+    prepared =
+        absl::InternalError(absl::StrCat("unexpected error: ", e.what()));
+  }
+  if (!prepared.ok()) {
+    finish(prepared, nullptr, 0);
+    return;
+  }
+  job->arrival = arrival;
+  job->phases.compute_input = std::chrono::duration_cast<Nanoseconds>(
+      std::chrono::steady_clock::now() - arrival);
+  job->done = [finish = std::move(finish)](InferJob& finished,
+                                           const absl::Status& status) {
+    finish(status, &finished.phases, finished.validated.batch);
+  };
+  scheduler_.Submit(std::move(job));
+}
+
+absl::Status InferenceService::PrepareJob(
+    const inference::ModelInferRequest& request,
+    inference::ModelInferResponse& response,
+    std::chrono::system_clock::time_point deadline, InferJob& job) const {
   if (draining_.load()) {
     return absl::UnavailableError("server is shutting down; retry elsewhere");
   }
   absl::StatusOr<ValidatedInferRequest> validated =
       ValidateInferRequest(request, model_);
   if (!validated.ok()) return validated.status();
-  // Compute nobody can receive is wasted on a busy server.
-  if (context.deadline() < std::chrono::system_clock::now()) {
-    return absl::DeadlineExceededError("deadline passed before compute");
-  }
+  job.request = &request;
+  job.response = &response;
+  job.deadline = deadline;
+  job.validated = *std::move(validated);
 
   response.set_model_name(model_.name);
   response.set_model_version(model_.version);
   response.set_id(request.id());
-  const int64_t n = validated->batch;
+  const int64_t n = job.validated.batch;
   const int64_t k = model_.in_features, m = model_.out_features;
-  float* y = nullptr;
-  GradientOutputs gradients;
-  for (OutputTensor output : validated->outputs) {
+  for (OutputTensor output : job.validated.outputs) {
     switch (output) {
       case OutputTensor::kY:
-        y = AddOutput(response, output, {n, m});
+        job.y = AddOutput(response, output, {n, m});
         break;
       case OutputTensor::kGradX:
-        gradients.grad_x = AddOutput(response, output, validated->x_shape);
+        job.gradients.grad_x =
+            AddOutput(response, output, job.validated.x_shape);
         break;
       case OutputTensor::kGradWeight:
-        gradients.grad_weight = AddOutput(response, output, {m, k});
+        job.gradients.grad_weight = AddOutput(response, output, {m, k});
         break;
       case OutputTensor::kGradBias:
-        gradients.grad_bias = AddOutput(response, output, {m});
+        job.gradients.grad_bias = AddOutput(response, output, {m});
         break;
     }
   }
-  if (validated->NeedsBackward()) {
-    return layer_->ForwardBackward(n, validated->x, validated->grad_y, y,
-                                   gradients);
+  return absl::OkStatus();
+}
+
+// One ModelStreamInfer stream: every request message gets exactly one
+// response message, in request order; a failed request yields a response
+// with error_message and the stream stays open.
+class InferenceService::StreamReactor final
+    : public grpc::ServerBidiReactor<inference::ModelInferRequest,
+                                     inference::ModelStreamInferResponse> {
+ public:
+  StreamReactor(InferenceService* service, grpc::CallbackServerContext* context)
+      : service_(service), deadline_(context->deadline()) {
+    StartRead(&incoming_);
   }
-  return layer_->Forward(n, validated->x, y);
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      reads_done_ = true;
+      Advance(lock);
+      return;
+    }
+    Slot* slot;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      slots_.push_back(std::make_unique<Slot>());
+      slot = slots_.back().get();
+      slot->request.Swap(&incoming_);
+      ++computing_;
+    }
+    service_->StartInference(slot->request,
+                             *slot->reply.mutable_infer_response(), deadline_,
+                             [this, slot](const absl::Status& status) {
+                               std::unique_lock<std::mutex> lock(mutex_);
+                               if (!status.ok()) {
+                                 slot->reply.clear_infer_response();
+                                 slot->reply.set_error_message(absl::StrCat(
+                                     absl::StatusCodeToString(status.code()),
+                                     ": ", status.message()));
+                               }
+                               slot->ready = true;
+                               --computing_;
+                               Advance(lock);
+                             });
+    StartRead(&incoming_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::unique_lock<std::mutex> lock(mutex_);
+    slots_.pop_front();
+    writing_ = false;
+    if (!ok) broken_ = true;
+    Advance(lock);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  struct Slot {
+    inference::ModelInferRequest request;
+    inference::ModelStreamInferResponse reply;
+    bool ready = false;
+  };
+
+  // Starts the next write or finishes the stream, whichever is due. gRPC
+  // calls are made after unlocking: a reaction may run on another thread and
+  // take the lock meanwhile.
+  void Advance(std::unique_lock<std::mutex>& lock) {
+    inference::ModelStreamInferResponse* to_write = nullptr;
+    bool finish = false;
+    if (!writing_ && !broken_ && !slots_.empty() && slots_.front()->ready) {
+      writing_ = true;
+      to_write = &slots_.front()->reply;
+    } else if (reads_done_ && computing_ == 0 && !writing_ &&
+               (slots_.empty() || broken_) && !finished_) {
+      finished_ = true;
+      finish = true;
+    }
+    const bool broken = broken_;
+    lock.unlock();
+    if (to_write != nullptr) StartWrite(to_write);
+    if (finish) {
+      Finish(broken ? grpc::Status::CANCELLED : grpc::Status::OK);
+    }
+  }
+
+  InferenceService* const service_;
+  const std::chrono::system_clock::time_point deadline_;
+  inference::ModelInferRequest incoming_;  // only the read in progress
+  std::mutex mutex_;
+  std::deque<std::unique_ptr<Slot>> slots_;  // oldest first; guarded
+  int computing_ = 0;                        // guarded by mutex_
+  bool reads_done_ = false;                  // guarded by mutex_
+  bool writing_ = false;                     // guarded by mutex_
+  bool broken_ = false;                      // guarded by mutex_
+  bool finished_ = false;                    // guarded by mutex_
+};
+
+grpc::ServerBidiReactor<inference::ModelInferRequest,
+                        inference::ModelStreamInferResponse>*
+InferenceService::ModelStreamInfer(grpc::CallbackServerContext* context) {
+  return new StreamReactor(this, context);
 }
 
 }  // namespace reluserve

@@ -2,31 +2,39 @@
 #define RELUSERVE_SERVER_SERVICE_INFERENCE_SERVICE_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 #include "grpc_service.grpc.pb.h"
 #include "server/core/linear_relu.h"
 #include "server/service/model_config.h"
+#include "server/service/scheduler.h"
+#include "server/service/statistics.h"
 
 namespace reluserve {
 
 // The Open Inference Protocol over one LinearRelu model. Each RPC is a short
-// adapter: validate, run the core, translate the status.
+// adapter: validate, hand the job to the scheduler, translate the status.
 //
 // Thread safety: gRPC calls every method from many threads at once; the
-// model is immutable after start-up and draining is an atomic flag.
+// model is immutable after start-up, counters are atomic and the scheduler
+// is thread-safe.
 class InferenceService final
     : public inference::GRPCInferenceService::CallbackService {
  public:
-  InferenceService(ModelConfig model, std::shared_ptr<const LinearRelu> layer);
+  InferenceService(ModelConfig model, std::shared_ptr<const LinearRelu> layer,
+                   const Scheduler::Options& scheduling);
+  ~InferenceService() override;
 
-  // From now on readiness answers false and new inference calls get
-  // UNAVAILABLE; calls already running finish normally.
+  // From now on readiness answers false and new inference requests get
+  // UNAVAILABLE; requests already accepted finish normally.
   void StartDraining() { draining_.store(true); }
 
-  // ModelInfer calls between their start and their Finish().
-  int64_t calls_in_flight() const { return calls_in_flight_.load(); }
+  // Inference requests accepted and not yet answered (unary calls and
+  // stream messages).
+  int64_t requests_in_flight() const { return requests_in_flight_.load(); }
 
   grpc::ServerUnaryReactor* ServerLive(
       grpc::CallbackServerContext* context,
@@ -52,16 +60,38 @@ class InferenceService final
       grpc::CallbackServerContext* context,
       const inference::ModelInferRequest* request,
       inference::ModelInferResponse* response) override;
+  grpc::ServerBidiReactor<inference::ModelInferRequest,
+                          inference::ModelStreamInferResponse>*
+  ModelStreamInfer(grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* ModelStatistics(
+      grpc::CallbackServerContext* context,
+      const inference::ModelStatisticsRequest* request,
+      inference::ModelStatisticsResponse* response) override;
 
  private:
-  absl::Status Infer(const grpc::CallbackServerContext& context,
-                     const inference::ModelInferRequest& request,
-                     inference::ModelInferResponse& response) const;
+  class StreamReactor;
+  using Done = std::function<void(const absl::Status&)>;
+
+  // Validates `request`, lays out the outputs in `response` and submits the
+  // job; `done` is called exactly once with the outcome (`response` cleared
+  // on failure), possibly before this returns.
+  void StartInference(const inference::ModelInferRequest& request,
+                      inference::ModelInferResponse& response,
+                      std::chrono::system_clock::time_point deadline,
+                      Done done);
+  absl::Status PrepareJob(const inference::ModelInferRequest& request,
+                          inference::ModelInferResponse& response,
+                          std::chrono::system_clock::time_point deadline,
+                          InferJob& job) const;
 
   const ModelConfig model_;
   const std::shared_ptr<const LinearRelu> layer_;
+  InferenceStatistics statistics_;
   std::atomic<bool> draining_{false};
-  std::atomic<int64_t> calls_in_flight_{0};
+  std::atomic<int64_t> requests_in_flight_{0};
+  // Declared last: destroyed first, while the rest is still alive for the
+  // jobs it finishes.
+  Scheduler scheduler_;
 };
 
 }  // namespace reluserve

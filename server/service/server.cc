@@ -48,7 +48,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   std::unique_ptr<Server> server(new Server());
   server->options_ = std::move(options);
   const ModelConfig& model = server->options_.model;
-  server->service_ = std::make_unique<InferenceService>(model, layer);
+  server->service_ = std::make_unique<InferenceService>(
+      model, std::move(layer), server->options_.scheduling);
   server->max_receive_bytes_ = MaxReceiveBytes(model);
   server->max_send_bytes_ = MaxSendBytes(model);
 
@@ -91,7 +92,7 @@ void Server::Shutdown(std::chrono::system_clock::time_point deadline) {
     auto quiet_since = std::chrono::steady_clock::now();
     while (std::chrono::system_clock::now() < deadline) {
       const auto now = std::chrono::steady_clock::now();
-      if (service_->calls_in_flight() > 0) {
+      if (service_->requests_in_flight() > 0) {
         quiet_since = now;
       } else if (now - quiet_since >= kQuietPeriod) {
         break;

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "server/core/linear_relu.h"
 #include "server/service/model_config.h"
+#include "server/service/scheduler.h"
 
 namespace grpc {
 class Server;
@@ -29,6 +30,7 @@ class Server {
     std::string host = "127.0.0.1";
     int port = 8001;  // 0 picks a free port; see port()
     ModelConfig model;
+    Scheduler::Options scheduling;
   };
 
   // Binds and starts serving. Fails (without serving anything) when the

@@ -47,7 +47,29 @@ void AddInput(ModelInferRequest& request, const std::string& name,
   request.add_raw_input_contents(Bytes(values));
 }
 
-class ServiceTest : public ::testing::Test {
+// How the server runs its computations; every service test runs in each.
+struct Scheduling {
+  std::string name;
+  Scheduler::Options options;
+};
+
+Scheduling Inline() { return {"Inline", {}}; }
+
+Scheduling ComputePool() {
+  Scheduling pool{"ComputePool", {}};
+  pool.options.compute_threads = 2;
+  return pool;
+}
+
+Scheduling DynamicBatching() {
+  Scheduling batching{"DynamicBatching", {}};
+  batching.options.compute_threads = 2;
+  batching.options.max_batch_delay = std::chrono::milliseconds(2);
+  batching.options.preferred_batch_rows = 64;
+  return batching;
+}
+
+class ServiceTest : public ::testing::TestWithParam<Scheduling> {
  protected:
   void StartServer(int64_t in_features, int64_t out_features,
                    int64_t max_batch = 4096) {
@@ -62,6 +84,8 @@ class ServiceTest : public ::testing::Test {
     options.model.in_features = in_features;
     options.model.out_features = out_features;
     options.model.max_batch = max_batch;
+    options.scheduling = GetParam().options;
+    options.scheduling.max_batch_rows = max_batch;
     absl::StatusOr<std::unique_ptr<Server>> server =
         Server::Start(options, std::move(*layer));
     if (!server.ok()) throw std::runtime_error(server.status().ToString());
@@ -108,7 +132,7 @@ class ServiceTest : public ::testing::Test {
   std::vector<float> x_, grad_y_;
 };
 
-TEST_F(ServiceTest, HealthAndReadiness) {
+TEST_P(ServiceTest, HealthAndReadiness) {
   {
     grpc::ClientContext context;
     inference::ServerLiveResponse response;
@@ -137,15 +161,18 @@ TEST_F(ServiceTest, HealthAndReadiness) {
   }
 }
 
-TEST_F(ServiceTest, ServerMetadataNamesTheServer) {
+TEST_P(ServiceTest, ServerMetadataNamesTheServer) {
   grpc::ClientContext context;
   inference::ServerMetadataResponse response;
   ASSERT_TRUE(stub_->ServerMetadata(&context, {}, &response).ok());
   EXPECT_EQ(response.name(), "reluserve");
   EXPECT_FALSE(response.version().empty());
+  EXPECT_EQ(std::vector<std::string>(response.extensions().begin(),
+                                     response.extensions().end()),
+            std::vector<std::string>{"statistics"});
 }
 
-TEST_F(ServiceTest, ModelMetadataDescribesTheContract) {
+TEST_P(ServiceTest, ModelMetadataDescribesTheContract) {
   grpc::ClientContext context;
   inference::ModelMetadataRequest request;
   request.set_name("linear_relu");
@@ -179,7 +206,7 @@ TEST_F(ServiceTest, ModelMetadataDescribesTheContract) {
   EXPECT_NE(unknown.error_message().find("linear_relu"), std::string::npos);
 }
 
-TEST_F(ServiceTest, ForwardMatchesReferenceAndEchoesIdentity) {
+TEST_P(ServiceTest, ForwardMatchesReferenceAndEchoesIdentity) {
   ModelInferRequest request = Request(5, false);
   request.set_id("request-42");
   ModelInferResponse response;
@@ -200,7 +227,7 @@ TEST_F(ServiceTest, ForwardMatchesReferenceAndEchoesIdentity) {
             1e-5);
 }
 
-TEST_F(ServiceTest, ForwardBackwardReturnsAllFourInContractOrder) {
+TEST_P(ServiceTest, ForwardBackwardReturnsAllFourInContractOrder) {
   ModelInferResponse response;
   ASSERT_TRUE(Infer(Request(7, true), &response).ok());
   const ReferenceResult expected =
@@ -220,7 +247,7 @@ TEST_F(ServiceTest, ForwardBackwardReturnsAllFourInContractOrder) {
   }
 }
 
-TEST_F(ServiceTest, RequestedOutputsComeExactlyAndInOrder) {
+TEST_P(ServiceTest, RequestedOutputsComeExactlyAndInOrder) {
   ModelInferRequest request = Request(3, true);
   request.add_outputs()->set_name("grad_bias");
   request.add_outputs()->set_name("y");
@@ -245,7 +272,7 @@ TEST_F(ServiceTest, RequestedOutputsComeExactlyAndInOrder) {
   EXPECT_EQ(response.outputs(0).name(), "y");
 }
 
-TEST_F(ServiceTest, TypedFp32ContentsWork) {
+TEST_P(ServiceTest, TypedFp32ContentsWork) {
   ModelInferRequest request;
   request.set_model_name("linear_relu");
   const std::vector<float> x = RandomValues(2 * kIn, 7);
@@ -269,7 +296,7 @@ TEST_F(ServiceTest, TypedFp32ContentsWork) {
       1e-5);
 }
 
-TEST_F(ServiceTest, ImageShapedBatchKeepsItsShapeInGradX) {
+TEST_P(ServiceTest, ImageShapedBatchKeepsItsShapeInGradX) {
   StartServer(3072, 100);
   ModelInferRequest request;
   request.set_model_name("linear_relu");
@@ -290,7 +317,7 @@ TEST_F(ServiceTest, ImageShapedBatchKeepsItsShapeInGradX) {
       1e-5);
 }
 
-TEST_F(ServiceTest, RequestAboveGrpcDefaultFourMebibytesSucceeds) {
+TEST_P(ServiceTest, RequestAboveGrpcDefaultFourMebibytesSucceeds) {
   StartServer(3072, 100);
   // 400 × 3072 × 4 bytes = 4.9 MB of x, past gRPC's 4 MiB default.
   ModelInferResponse response;
@@ -312,7 +339,7 @@ struct BadRequestCase {
 };
 
 // Every row of API.md's status table that a request alone can cause.
-TEST_F(ServiceTest, MalformedRequestsGetTheContractStatus) {
+TEST_P(ServiceTest, MalformedRequestsGetTheContractStatus) {
   const std::vector<BadRequestCase> cases = {
       {"unknown model",
        [](auto& r) { r.set_model_name("resnet50"); },
@@ -447,7 +474,7 @@ TEST_F(ServiceTest, MalformedRequestsGetTheContractStatus) {
   }
 }
 
-TEST_F(ServiceTest, MessageAboveTheConfiguredLimitIsResourceExhausted) {
+TEST_P(ServiceTest, MessageAboveTheConfiguredLimitIsResourceExhausted) {
   StartServer(kIn, kOut, /*max_batch=*/4);
   // The limit follows max batch: 4 rows plus 1 MiB of envelope; 20000 rows
   // of x are 2.96 MB.
@@ -458,7 +485,7 @@ TEST_F(ServiceTest, MessageAboveTheConfiguredLimitIsResourceExhausted) {
   ExpectServerStillServes();
 }
 
-TEST_F(ServiceTest, SecondServerOnABusyPortFailsClearly) {
+TEST_P(ServiceTest, SecondServerOnABusyPortFailsClearly) {
   Server::Options options;
   options.port = server_->port();
   absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
@@ -478,7 +505,7 @@ TEST_F(ServiceTest, SecondServerOnABusyPortFailsClearly) {
 // Shutdown while every caller has a large call outstanding: calls already
 // computing finish with correct results, later ones get UNAVAILABLE (or
 // cannot connect, also UNAVAILABLE), and none is cancelled or lost.
-TEST_F(ServiceTest, ShutdownFinishesCallsInFlightAndTurnsTheRestAway) {
+TEST_P(ServiceTest, ShutdownFinishesCallsInFlightAndTurnsTheRestAway) {
   StartServer(3072, 100);
   constexpr int kCallers = 6, kMaxCallsEach = 200;
   const ModelInferRequest request = Request(256, true);  // 3.1 MB of x
@@ -526,6 +553,117 @@ TEST_F(ServiceTest, ShutdownFinishesCallsInFlightAndTurnsTheRestAway) {
   }
 }
 
+// Every message gets one response, in order, even when the scheduler
+// computes them out of order or merges them; a bad message gets an
+// error_message and the stream goes on.
+TEST_P(ServiceTest, StreamAnswersEveryMessageInOrderAndSurvivesErrors) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  auto stream = stub_->ModelStreamInfer(&context);
+  constexpr int kMessages = 12;
+  constexpr int kBadMessage = 5;
+  std::vector<ReferenceResult> expected;
+  for (int i = 0; i < kMessages; ++i) {
+    const int64_t rows = 1 + i % 4;
+    ModelInferRequest request = Request(rows, /*with_grad_y=*/i % 3 == 0);
+    request.set_id("message-" + std::to_string(i));
+    if (i == kBadMessage) request.mutable_inputs(0)->set_datatype("FP64");
+    expected.push_back(NaiveLinearRelu(weights_, rows, x_.data(),
+                                       i % 3 == 0 ? grad_y_.data() : nullptr));
+    ASSERT_TRUE(stream->Write(request)) << i;
+  }
+  ASSERT_TRUE(stream->WritesDone());
+  for (int i = 0; i < kMessages; ++i) {
+    inference::ModelStreamInferResponse reply;
+    ASSERT_TRUE(stream->Read(&reply)) << "response " << i << " missing";
+    if (i == kBadMessage) {
+      EXPECT_NE(reply.error_message().find("INVALID_ARGUMENT"),
+                std::string::npos)
+          << reply.error_message();
+      EXPECT_NE(reply.error_message().find("FP64"), std::string::npos);
+      continue;
+    }
+    EXPECT_EQ(reply.error_message(), "") << i;
+    const ModelInferResponse& response = reply.infer_response();
+    EXPECT_EQ(response.id(), "message-" + std::to_string(i));
+    ASSERT_GE(response.raw_output_contents_size(), 1) << i;
+    EXPECT_LE(
+        RelativeError(Floats(response.raw_output_contents(0)), expected[i].y),
+        1e-5)
+        << i;
+    if (i % 3 == 0) {
+      ASSERT_EQ(response.raw_output_contents_size(), 4) << i;
+      EXPECT_LE(RelativeError(Floats(response.raw_output_contents(2)),
+                              expected[i].grad_weight),
+                1e-5)
+          << i;
+    }
+  }
+  inference::ModelStreamInferResponse extra;
+  EXPECT_FALSE(stream->Read(&extra));
+  const grpc::Status finished = stream->Finish();
+  EXPECT_TRUE(finished.ok()) << finished.error_message();
+  ExpectServerStillServes();
+}
+
+TEST_P(ServiceTest, StatisticsCountRequestsRowsAndPhases) {
+  for (int64_t rows : {2, 3, 4}) {
+    ModelInferResponse response;
+    ASSERT_TRUE(Infer(Request(rows, false), &response).ok());
+  }
+  ModelInferRequest bad = Request(1, false);
+  bad.mutable_inputs(0)->set_datatype("INT8");
+  ModelInferResponse ignored;
+  EXPECT_FALSE(Infer(bad, &ignored).ok());
+
+  grpc::ClientContext context;
+  inference::ModelStatisticsRequest request;
+  request.set_name("linear_relu");
+  inference::ModelStatisticsResponse response;
+  ASSERT_TRUE(stub_->ModelStatistics(&context, request, &response).ok());
+  ASSERT_EQ(response.model_stats_size(), 1);
+  const inference::ModelStatistics& statistics = response.model_stats(0);
+  EXPECT_EQ(statistics.name(), "linear_relu");
+  EXPECT_EQ(statistics.version(), "1");
+  EXPECT_EQ(statistics.inference_count(), 9u);
+  EXPECT_GT(statistics.last_inference(), 0u);
+  const inference::InferStatistics& phases = statistics.inference_stats();
+  EXPECT_EQ(phases.success().count(), 3u);
+  EXPECT_EQ(phases.fail().count(), 1u);
+  for (const auto* phase :
+       {&phases.queue(), &phases.compute_input(), &phases.compute_infer(),
+        &phases.compute_output()}) {
+    EXPECT_EQ(phase->count(), 3u);
+  }
+  EXPECT_GT(phases.compute_infer().ns(), 0u);
+  EXPECT_GE(phases.success().ns(), phases.compute_infer().ns());
+  // One call at a time: nothing to merge, one execution each.
+  EXPECT_EQ(statistics.execution_count(), 3u);
+  std::vector<uint64_t> sizes;
+  for (const auto& batch : statistics.batch_stats()) {
+    sizes.push_back(batch.batch_size());
+    EXPECT_EQ(batch.compute_infer().count(), 1u);
+  }
+  EXPECT_EQ(sizes, (std::vector<uint64_t>{2, 3, 4}));
+
+  grpc::ClientContext unknown_context;
+  request.set_name("resnet50");
+  EXPECT_EQ(
+      stub_->ModelStatistics(&unknown_context, request, &response).error_code(),
+      grpc::StatusCode::NOT_FOUND);
+  grpc::ClientContext all_context;
+  request.set_name("");
+  response.Clear();
+  ASSERT_TRUE(stub_->ModelStatistics(&all_context, request, &response).ok());
+  EXPECT_EQ(response.model_stats_size(), 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSchedulings, ServiceTest,
+                         ::testing::Values(Inline(), ComputePool(),
+                                           DynamicBatching()),
+                         [](const auto& info) { return info.param.name; });
+
 // A draining service reports not ready and turns inference calls away.
 TEST(DrainingServiceTest, ReportsNotReadyAndRefusesInference) {
   LinearWeights weights = MakeDefaultWeights(kIn, kOut, 1);
@@ -535,7 +673,7 @@ TEST(DrainingServiceTest, ReportsNotReadyAndRefusesInference) {
   ModelConfig model;
   model.in_features = kIn;
   model.out_features = kOut;
-  InferenceService service(model, std::move(*layer));
+  InferenceService service(model, std::move(*layer), Scheduler::Options{});
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),

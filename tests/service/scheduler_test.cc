@@ -1,0 +1,259 @@
+#include "server/service/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+
+#include "server/core/naive_reference.h"
+#include "server/core/weights.h"
+#include "tests/support/tensor_testing.h"
+
+namespace reluserve {
+namespace {
+
+using ::reluserve::testing::RandomValues;
+using ::reluserve::testing::RelativeError;
+using namespace std::chrono_literals;
+
+constexpr int64_t kIn = 37, kOut = 13;
+
+// A job's inputs and outputs, owned by the test instead of a gRPC message.
+struct TestRequest {
+  std::vector<float> x, grad_y, y, grad_x, grad_weight, grad_bias;
+  std::promise<absl::Status> outcome;
+  InferenceStatistics::RequestPhases phases;
+};
+
+// Blocks the thread that runs a job's `done` until released: pins a compute
+// thread so that the queue state is known.
+class Gate {
+ public:
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    entered_ = true;
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return open_; });
+  }
+  void WaitUntilEntered() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return entered_; });
+  }
+  void Open() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    open_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool entered_ = false, open_ = false;
+};
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  SchedulerTest() : weights_(MakeDefaultWeights(kIn, kOut, 3)) {
+    weights_.bias = RandomValues(kOut, 4);
+    absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
+        LinearRelu::Create(weights_);
+    if (!layer.ok()) throw std::runtime_error(layer.status().ToString());
+    layer_ = std::move(*layer);
+  }
+
+  std::unique_ptr<TestRequest> NewRequest(int64_t batch, bool backward,
+                                          uint64_t seed) {
+    auto request = std::make_unique<TestRequest>();
+    request->x = RandomValues(batch * kIn, seed);
+    request->y.assign(batch * kOut, -1.0f);
+    if (backward) {
+      request->grad_y = RandomValues(batch * kOut, seed + 1000);
+      request->grad_x.assign(batch * kIn, 0.0f);
+      request->grad_weight.assign(kOut * kIn, 0.0f);
+      request->grad_bias.assign(kOut, 0.0f);
+    }
+    return request;
+  }
+
+  std::unique_ptr<InferJob> JobFor(TestRequest& request, Gate* gate = nullptr) {
+    auto job = std::make_unique<InferJob>();
+    job->validated.batch = static_cast<int64_t>(request.x.size()) / kIn;
+    job->validated.x = request.x.data();
+    job->validated.outputs = {OutputTensor::kY};
+    job->y = request.y.data();
+    if (!request.grad_y.empty()) {
+      job->validated.grad_y = request.grad_y.data();
+      job->validated.outputs.insert(
+          job->validated.outputs.end(),
+          {OutputTensor::kGradX, OutputTensor::kGradWeight,
+           OutputTensor::kGradBias});
+      job->gradients = {request.grad_x.data(), request.grad_weight.data(),
+                        request.grad_bias.data()};
+    }
+    job->done = [&request, gate](InferJob& finished,
+                                 const absl::Status& status) {
+      request.phases = finished.phases;
+      request.outcome.set_value(status);
+      if (gate != nullptr) gate->Wait();
+    };
+    return job;
+  }
+
+  void ExpectMatchesReference(const TestRequest& request) {
+    const int64_t batch = static_cast<int64_t>(request.x.size()) / kIn;
+    const ReferenceResult expected = NaiveLinearRelu(
+        weights_, batch, request.x.data(),
+        request.grad_y.empty() ? nullptr : request.grad_y.data());
+    EXPECT_LE(RelativeError(request.y, expected.y), 1e-5);
+    if (!request.grad_y.empty()) {
+      EXPECT_LE(RelativeError(request.grad_x, expected.grad_x), 1e-5);
+      EXPECT_LE(RelativeError(request.grad_weight, expected.grad_weight), 1e-5);
+      EXPECT_LE(RelativeError(request.grad_bias, expected.grad_bias), 1e-5);
+    }
+  }
+
+  static uint64_t Executions(const InferenceStatistics& statistics) {
+    inference::ModelStatistics filled;
+    statistics.Fill(filled);
+    return filled.execution_count();
+  }
+
+  LinearWeights weights_;
+  std::shared_ptr<const LinearRelu> layer_;
+  InferenceStatistics statistics_;
+};
+
+TEST_F(SchedulerTest, InlineRunsOnTheCallersThread) {
+  Scheduler scheduler({}, layer_, &statistics_);
+  auto request = NewRequest(3, true, 1);
+  std::future<absl::Status> outcome = request->outcome.get_future();
+  scheduler.Submit(JobFor(*request));
+  // Inline: finished before Submit returned.
+  ASSERT_EQ(outcome.wait_for(0s), std::future_status::ready);
+  EXPECT_TRUE(outcome.get().ok());
+  ExpectMatchesReference(*request);
+}
+
+TEST_F(SchedulerTest, MergedForwardRequestsAreSplitBackCorrectly) {
+  Scheduler::Options options;
+  options.compute_threads = 1;
+  options.max_batch_delay = 2s;  // generous: the batch flushes on size
+  options.preferred_batch_rows = 1 + 2 + 3 + 4 + 5 + 6;
+  Scheduler scheduler(options, layer_, &statistics_);
+  std::vector<std::unique_ptr<TestRequest>> requests;
+  std::vector<std::future<absl::Status>> outcomes;
+  for (int64_t rows = 1; rows <= 6; ++rows) {
+    requests.push_back(NewRequest(rows, false, 10 + rows));
+    outcomes.push_back(requests.back()->outcome.get_future());
+  }
+  for (auto& request : requests) scheduler.Submit(JobFor(*request));
+  for (auto& outcome : outcomes) EXPECT_TRUE(outcome.get().ok());
+  for (auto& request : requests) ExpectMatchesReference(*request);
+  EXPECT_EQ(Executions(statistics_), 1u) << "all six should share one call";
+}
+
+TEST_F(SchedulerTest, BackwardRequestsAreNeverMergedWithOthers) {
+  Scheduler::Options options;
+  options.compute_threads = 1;
+  options.max_batch_delay = 50ms;
+  options.preferred_batch_rows = 1000;  // never reached: flush on time
+  Scheduler scheduler(options, layer_, &statistics_);
+  std::vector<std::unique_ptr<TestRequest>> requests;
+  std::vector<std::future<absl::Status>> outcomes;
+  for (int i = 0; i < 6; ++i) {
+    requests.push_back(NewRequest(2 + i, /*backward=*/i % 2 == 0, 20 + i));
+    outcomes.push_back(requests.back()->outcome.get_future());
+  }
+  for (auto& request : requests) scheduler.Submit(JobFor(*request));
+  for (auto& outcome : outcomes) EXPECT_TRUE(outcome.get().ok());
+  // grad_weight and grad_bias are each request's own sums.
+  for (auto& request : requests) ExpectMatchesReference(*request);
+  // Three backward calls alone, the three forward ones at most merged.
+  EXPECT_GE(Executions(statistics_), 4u);
+}
+
+TEST_F(SchedulerTest, FullQueueAnswersUnavailableAtOnce) {
+  Scheduler::Options options;
+  options.compute_threads = 1;
+  options.max_queue_size = 2;
+  Scheduler scheduler(options, layer_, &statistics_);
+  Gate gate;
+  auto pinned = NewRequest(1, false, 30);
+  scheduler.Submit(JobFor(*pinned, &gate));
+  gate.WaitUntilEntered();  // the only compute thread is now busy
+
+  std::vector<std::unique_ptr<TestRequest>> requests;
+  std::vector<std::future<absl::Status>> outcomes;
+  for (int i = 0; i < 3; ++i) {
+    requests.push_back(NewRequest(1, false, 31 + i));
+    outcomes.push_back(requests.back()->outcome.get_future());
+    scheduler.Submit(JobFor(*requests.back()));
+  }
+  ASSERT_EQ(outcomes[2].wait_for(0s), std::future_status::ready);
+  const absl::Status rejected = outcomes[2].get();
+  EXPECT_EQ(rejected.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(rejected.message().find("retry"), absl::string_view::npos);
+  gate.Open();
+  EXPECT_TRUE(outcomes[0].get().ok());
+  EXPECT_TRUE(outcomes[1].get().ok());
+}
+
+TEST_F(SchedulerTest, LoneForwardRequestWaitsNoLongerThanTheDelay) {
+  Scheduler::Options options;
+  options.compute_threads = 1;
+  options.max_batch_delay = 30ms;
+  options.preferred_batch_rows = 1000;
+  Scheduler scheduler(options, layer_, &statistics_);
+  auto request = NewRequest(2, false, 40);
+  std::future<absl::Status> outcome = request->outcome.get_future();
+  scheduler.Submit(JobFor(*request));
+  EXPECT_TRUE(outcome.get().ok());
+  // Nobody joined, so it waited the whole delay, and then no more than
+  // scheduling noise (bounded generously for a shared machine).
+  EXPECT_GE(request->phases.queue, 30ms);
+  EXPECT_LT(request->phases.queue, 30ms + 1s);
+  ExpectMatchesReference(*request);
+}
+
+TEST_F(SchedulerTest, DeadlinePassedInTheQueueIsNotComputed) {
+  Scheduler::Options options;
+  options.compute_threads = 1;
+  Scheduler scheduler(options, layer_, &statistics_);
+  auto request = NewRequest(1, false, 50);
+  std::future<absl::Status> outcome = request->outcome.get_future();
+  std::unique_ptr<InferJob> job = JobFor(*request);
+  job->deadline = std::chrono::system_clock::now() - 1ms;
+  scheduler.Submit(std::move(job));
+  EXPECT_EQ(outcome.get().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(request->y, std::vector<float>(kOut, -1.0f)) << "was computed";
+  EXPECT_EQ(Executions(statistics_), 0u);
+}
+
+TEST_F(SchedulerTest, StoppingAnswersQueuedJobsUnavailable) {
+  Gate gate;
+  auto pinned = NewRequest(1, false, 60);
+  auto queued = NewRequest(1, false, 61);
+  std::future<absl::Status> queued_outcome = queued->outcome.get_future();
+  std::thread release;
+  {
+    Scheduler::Options options;
+    options.compute_threads = 1;
+    Scheduler scheduler(options, layer_, &statistics_);
+    scheduler.Submit(JobFor(*pinned, &gate));
+    gate.WaitUntilEntered();
+    scheduler.Submit(JobFor(*queued));
+    // The destructor stops taking work, then waits for the pinned thread.
+    release = std::thread([&] {
+      std::this_thread::sleep_for(20ms);
+      gate.Open();
+    });
+  }
+  release.join();
+  EXPECT_EQ(queued_outcome.get().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace reluserve
