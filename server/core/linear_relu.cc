@@ -27,6 +27,7 @@ struct ThreadWorkspace {
   std::vector<uint8_t> scratchpad;
   std::vector<float> y;
   std::vector<float> relu_grad;
+  std::vector<uint16_t> relu_grad_bf16;
   std::vector<float> grad_weight;
   std::vector<float> grad_bias;
 };
@@ -72,8 +73,17 @@ void Execute(const dnnl::primitive& primitive, const memory::desc& scratchpad,
 // Wraps a caller's buffer; oneDNN only reads from inputs, so dropping const
 // here does not let it write into them.
 memory Wrap(const memory::desc& desc, const dnnl::engine& engine,
-            const float* data) {
-  return memory(desc, engine, const_cast<float*>(data));
+            const void* data) {
+  return memory(desc, engine, const_cast<void*>(data));
+}
+
+DataType OneDnnType(Precision precision) {
+  return precision == Precision::kBFloat16 ? DataType::bf16 : DataType::f32;
+}
+
+// Cache key: each batch size once per input precision.
+int64_t CacheKey(int64_t batch, Precision input) {
+  return batch * 2 + (input == Precision::kBFloat16 ? 1 : 0);
 }
 
 // max(0, v) that lets NaN through, as PyTorch does: one pass over the [N, M]
@@ -148,9 +158,12 @@ absl::StatusOr<std::unique_ptr<LinearRelu>> LinearRelu::Create(
     // Build the single-row primitives now, so that a oneDNN that cannot
     // serve this layer fails at start-up rather than on the first request.
     omp_set_num_threads(options.intra_op_threads);
-    layer->forward_cache_.GetOrBuild(1, [&] { return layer->BuildForward(1); });
-    layer->backward_cache_.GetOrBuild(1,
-                                      [&] { return layer->BuildBackward(1); });
+    for (Precision input : {Precision::kFloat32, Precision::kBFloat16}) {
+      layer->forward_cache_.GetOrBuild(
+          CacheKey(1, input), [&] { return layer->BuildForward(1, input); });
+      layer->backward_cache_.GetOrBuild(
+          CacheKey(1, input), [&] { return layer->BuildBackward(1, input); });
+    }
     return layer;
   } catch (const dnnl::error& e) {
     return absl::InternalError(absl::StrCat("oneDNN: ", e.what()));
@@ -208,16 +221,22 @@ namespace {
 
 // Activations and gradients are the caller's plain row-major buffers (no
 // copies); only the weights may take a blocked layout of oneDNN's choice.
+// `x` and `diff_y` (grad_y, and the masked gradient) are in the input
+// precision; y, grad_x, grad_weight and grad_bias are always FP32.
 struct PlainDescs {
-  memory::desc x, y, bias, any_weights;
+  memory::desc x, diff_y, y, grad_x, bias, any_weights;
 };
 
-PlainDescs DescsFor(int64_t batch, int64_t in_features, int64_t out_features) {
+PlainDescs DescsFor(int64_t batch, int64_t in_features, int64_t out_features,
+                    Precision input) {
   const memory::dim n = batch, k = in_features, m = out_features;
-  return {memory::desc({n, k}, DataType::f32, Tag::nc),
+  const DataType wire = OneDnnType(input);
+  return {memory::desc({n, k}, wire, Tag::nc),
+          memory::desc({n, m}, wire, Tag::nc),
           memory::desc({n, m}, DataType::f32, Tag::nc),
+          memory::desc({n, k}, DataType::f32, Tag::nc),
           memory::desc({m}, DataType::f32, Tag::x),
-          memory::desc({m, k}, DataType::f32, Tag::any)};
+          memory::desc({m, k}, wire, Tag::any)};
 }
 
 // No fused ReLU post-op: oneDNN 2.6's ReLU (fused or standalone) maps NaN to
@@ -230,12 +249,21 @@ dnnl::inner_product_forward::primitive_desc InnerProductDesc(
       UserScratchpadAttr(), engine);
 }
 
+// relu_grad = grad_y where y > 0, else 0, in bfloat16 (oneDNN's eltwise
+// backward wants y in bf16 too, and y stays FP32 here).
+void MaskBfloat16Gradient(const float* y, const uint16_t* grad_y,
+                          uint16_t* relu_grad, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    relu_grad[i] = y[i] > 0.0f ? grad_y[i] : uint16_t{0};
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<const LinearRelu::ForwardPrimitives> LinearRelu::BuildForward(
-    int64_t batch) const {
+    int64_t batch, Precision input) const {
   auto p = std::make_shared<ForwardPrimitives>();
-  const PlainDescs descs = DescsFor(batch, in_features_, out_features_);
+  const PlainDescs descs = DescsFor(batch, in_features_, out_features_, input);
   p->x_desc = descs.x;
   p->y_desc = descs.y;
   p->bias_desc = descs.bias;
@@ -250,36 +278,40 @@ std::shared_ptr<const LinearRelu::ForwardPrimitives> LinearRelu::BuildForward(
 }
 
 std::shared_ptr<const LinearRelu::BackwardPrimitives> LinearRelu::BuildBackward(
-    int64_t batch) const {
+    int64_t batch, Precision input) const {
   auto p = std::make_shared<BackwardPrimitives>();
-  const PlainDescs descs = DescsFor(batch, in_features_, out_features_);
+  const PlainDescs descs = DescsFor(batch, in_features_, out_features_, input);
   // Plain grad_weight lets oneDNN pick a faster kernel than `any` plus a
   // reorder (measured: 223 -> 104 us at N=1).
   p->grad_weight_desc =
       memory::desc({out_features_, in_features_}, DataType::f32, Tag::oi);
   // The backward descriptors need a training forward as a hint; it is never
   // executed.
+  PlainDescs hint_descs = descs;
+  hint_descs.y = descs.diff_y;
   const auto training_hint =
-      InnerProductDesc(dnnl::prop_kind::forward_training, descs, engine_);
+      InnerProductDesc(dnnl::prop_kind::forward_training, hint_descs, engine_);
 
-  // ReLU backward from the output: 1[y > 0] equals 1[pre-activation > 0], so
-  // no pre-activation has to be kept.
-  const dnnl::eltwise_forward::primitive_desc relu_hint(
-      dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training,
-                                  dnnl::algorithm::eltwise_relu_use_dst_for_bwd,
-                                  descs.y, 0.0f, 0.0f),
-      engine_);
-  const dnnl::eltwise_backward::primitive_desc relu_backward_pd(
-      dnnl::eltwise_backward::desc(
-          dnnl::algorithm::eltwise_relu_use_dst_for_bwd, descs.y, descs.y, 0.0f,
-          0.0f),
-      UserScratchpadAttr(), engine_, relu_hint);
-  p->relu_backward = dnnl::eltwise_backward(relu_backward_pd);
-  p->relu_backward_scratchpad = relu_backward_pd.scratchpad_desc();
+  if (input == Precision::kFloat32) {
+    // ReLU backward from the output: 1[y > 0] equals 1[pre-activation > 0],
+    // so no pre-activation has to be kept.
+    const dnnl::eltwise_forward::primitive_desc relu_hint(
+        dnnl::eltwise_forward::desc(
+            dnnl::prop_kind::forward_training,
+            dnnl::algorithm::eltwise_relu_use_dst_for_bwd, descs.y, 0.0f, 0.0f),
+        engine_);
+    const dnnl::eltwise_backward::primitive_desc relu_backward_pd(
+        dnnl::eltwise_backward::desc(
+            dnnl::algorithm::eltwise_relu_use_dst_for_bwd, descs.y, descs.y,
+            0.0f, 0.0f),
+        UserScratchpadAttr(), engine_, relu_hint);
+    p->relu_backward = dnnl::eltwise_backward(relu_backward_pd);
+    p->relu_backward_scratchpad = relu_backward_pd.scratchpad_desc();
+  }
 
   const dnnl::inner_product_backward_data::primitive_desc backward_data_pd(
-      dnnl::inner_product_backward_data::desc(descs.x, descs.any_weights,
-                                              descs.y),
+      dnnl::inner_product_backward_data::desc(descs.grad_x, descs.any_weights,
+                                              descs.diff_y),
       UserScratchpadAttr(), engine_, training_hint);
   p->backward_data = dnnl::inner_product_backward_data(backward_data_pd);
   p->backward_data_scratchpad = backward_data_pd.scratchpad_desc();
@@ -288,7 +320,7 @@ std::shared_ptr<const LinearRelu::BackwardPrimitives> LinearRelu::BuildBackward(
   const dnnl::inner_product_backward_weights::primitive_desc
       backward_weights_pd(
           dnnl::inner_product_backward_weights::desc(
-              descs.x, p->grad_weight_desc, descs.bias, descs.y),
+              descs.x, p->grad_weight_desc, descs.bias, descs.diff_y),
           UserScratchpadAttr(), engine_, training_hint);
   p->backward_weights =
       dnnl::inner_product_backward_weights(backward_weights_pd);
@@ -331,7 +363,7 @@ absl::Status Guarded(const char* what, int intra_op_threads,
 
 }  // namespace
 
-absl::Status LinearRelu::Forward(int64_t batch, const float* x,
+absl::Status LinearRelu::Forward(int64_t batch, const void* x, Precision input,
                                  float* y) const {
   if (absl::Status valid = CheckBatch(batch, in_features_, out_features_);
       !valid.ok()) {
@@ -341,11 +373,11 @@ absl::Status LinearRelu::Forward(int64_t batch, const float* x,
     return absl::InvalidArgumentError("Forward needs both x and y buffers");
   }
   return Guarded("forward", options_.intra_op_threads,
-                 [&] { RunForward(batch, x, y); });
+                 [&] { RunForward(batch, x, input, y); });
 }
 
 absl::Status LinearRelu::ForwardBackward(
-    int64_t batch, const float* x, const float* grad_y, float* y,
+    int64_t batch, const void* x, const void* grad_y, Precision input, float* y,
     const GradientOutputs& gradients) const {
   if (absl::Status valid = CheckBatch(batch, in_features_, out_features_);
       !valid.ok()) {
@@ -359,17 +391,18 @@ absl::Status LinearRelu::ForwardBackward(
     if (y == nullptr) {
       y = Grown(LocalWorkspace().y, static_cast<size_t>(batch * out_features_));
     }
-    RunForward(batch, x, y);
-    RunBackward(batch, x, grad_y, y, gradients);
+    RunForward(batch, x, input, y);
+    RunBackward(batch, x, grad_y, input, y, gradients);
   });
 }
 
 // The CPU engine runs primitives synchronously on the calling thread (the
 // OpenMP runtime), so each Execute has finished before the next one may grow
 // the thread's scratchpad.
-void LinearRelu::RunForward(int64_t batch, const float* x, float* y) const {
-  const std::shared_ptr<const ForwardPrimitives> p =
-      forward_cache_.GetOrBuild(batch, [&] { return BuildForward(batch); });
+void LinearRelu::RunForward(int64_t batch, const void* x, Precision input,
+                            float* y) const {
+  const std::shared_ptr<const ForwardPrimitives> p = forward_cache_.GetOrBuild(
+      CacheKey(batch, input), [&] { return BuildForward(batch, input); });
   dnnl::stream stream(engine_);
   Execute(p->inner_product, p->scratchpad, engine_, stream,
           {{DNNL_ARG_SRC, Wrap(p->x_desc, engine_, x)},
@@ -380,29 +413,41 @@ void LinearRelu::RunForward(int64_t batch, const float* x, float* y) const {
   ApplyRelu(y, static_cast<size_t>(batch * out_features_));
 }
 
-void LinearRelu::RunBackward(int64_t batch, const float* x, const float* grad_y,
-                             const float* y,
+void LinearRelu::RunBackward(int64_t batch, const void* x, const void* grad_y,
+                             Precision input, const float* y,
                              const GradientOutputs& gradients) const {
   const std::shared_ptr<const BackwardPrimitives> p =
-      backward_cache_.GetOrBuild(batch, [&] { return BuildBackward(batch); });
-  const PlainDescs descs = DescsFor(batch, in_features_, out_features_);
+      backward_cache_.GetOrBuild(CacheKey(batch, input),
+                                 [&] { return BuildBackward(batch, input); });
+  const PlainDescs descs = DescsFor(batch, in_features_, out_features_, input);
   ThreadWorkspace& workspace = LocalWorkspace();
-  float* relu_grad =
-      Grown(workspace.relu_grad, static_cast<size_t>(batch * out_features_));
+  const auto activations = static_cast<size_t>(batch * out_features_);
 
   dnnl::stream stream(engine_);
-  const memory x_memory = Wrap(descs.x, engine_, x);
-  const memory relu_grad_memory(descs.y, engine_, relu_grad);
-  // relu_grad = grad_y where y > 0, else 0.
-  Execute(p->relu_backward, p->relu_backward_scratchpad, engine_, stream,
-          {{DNNL_ARG_DST, Wrap(descs.y, engine_, y)},
-           {DNNL_ARG_DIFF_DST, Wrap(descs.y, engine_, grad_y)},
-           {DNNL_ARG_DIFF_SRC, relu_grad_memory}});
+  memory relu_grad_memory;
+  if (input == Precision::kFloat32) {
+    relu_grad_memory =
+        memory(descs.diff_y, engine_, Grown(workspace.relu_grad, activations));
+    // relu_grad = grad_y where y > 0, else 0.
+    Execute(p->relu_backward, p->relu_backward_scratchpad, engine_, stream,
+            {{DNNL_ARG_DST, Wrap(descs.y, engine_, y)},
+             {DNNL_ARG_DIFF_DST, Wrap(descs.diff_y, engine_, grad_y)},
+             {DNNL_ARG_DIFF_SRC, relu_grad_memory}});
+  } else {
+    if (workspace.relu_grad_bf16.size() < activations) {
+      workspace.relu_grad_bf16.resize(activations);
+    }
+    MaskBfloat16Gradient(y, static_cast<const uint16_t*>(grad_y),
+                         workspace.relu_grad_bf16.data(), activations);
+    relu_grad_memory =
+        memory(descs.diff_y, engine_, workspace.relu_grad_bf16.data());
+  }
   if (gradients.grad_x != nullptr) {
-    Execute(p->backward_data, p->backward_data_scratchpad, engine_, stream,
-            {{DNNL_ARG_DIFF_DST, relu_grad_memory},
-             {DNNL_ARG_WEIGHTS, p->backward_data_weights},
-             {DNNL_ARG_DIFF_SRC, memory(descs.x, engine_, gradients.grad_x)}});
+    Execute(
+        p->backward_data, p->backward_data_scratchpad, engine_, stream,
+        {{DNNL_ARG_DIFF_DST, relu_grad_memory},
+         {DNNL_ARG_WEIGHTS, p->backward_data_weights},
+         {DNNL_ARG_DIFF_SRC, memory(descs.grad_x, engine_, gradients.grad_x)}});
   }
   if (gradients.grad_weight != nullptr || gradients.grad_bias != nullptr) {
     // One primitive computes both sums; a gradient nobody asked for goes to
@@ -418,7 +463,7 @@ void LinearRelu::RunBackward(int64_t batch, const float* x, const float* grad_y,
             : Grown(workspace.grad_bias, static_cast<size_t>(out_features_));
     Execute(p->backward_weights, p->backward_weights_scratchpad, engine_,
             stream,
-            {{DNNL_ARG_SRC, x_memory},
+            {{DNNL_ARG_SRC, Wrap(descs.x, engine_, x)},
              {DNNL_ARG_DIFF_DST, relu_grad_memory},
              {DNNL_ARG_DIFF_WEIGHTS,
               memory(p->grad_weight_desc, engine_, grad_weight)},

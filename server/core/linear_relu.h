@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "dnnl.hpp"
 #include "server/core/batch_cache.h"
+#include "server/core/precision.h"
 #include "server/core/weights.h"
 
 namespace reluserve {
@@ -49,14 +50,28 @@ class LinearRelu {
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }
 
-  // x: [batch, K] row-major; y: [batch, M] row-major.
-  absl::Status Forward(int64_t batch, const float* x, float* y) const;
+  // x: [batch, K] row-major, in `input` precision; y: [batch, M] row-major
+  // FP32. With bfloat16 inputs oneDNN's bf16 kernels run (bf16 weights,
+  // FP32 accumulation and outputs).
+  absl::Status Forward(int64_t batch, const void* x, Precision input,
+                       float* y) const;
 
   // The forward pass followed by the backward pass for upstream gradient
-  // grad_y [batch, M]. `y` may be null when the caller does not want it.
+  // grad_y [batch, M] (same precision as x). `y` may be null when the caller
+  // does not want it; gradients are FP32.
+  absl::Status ForwardBackward(int64_t batch, const void* x, const void* grad_y,
+                               Precision input, float* y,
+                               const GradientOutputs& gradients) const;
+
+  // FP32 shorthands.
+  absl::Status Forward(int64_t batch, const float* x, float* y) const {
+    return Forward(batch, x, Precision::kFloat32, y);
+  }
   absl::Status ForwardBackward(int64_t batch, const float* x,
                                const float* grad_y, float* y,
-                               const GradientOutputs& gradients) const;
+                               const GradientOutputs& gradients) const {
+    return ForwardBackward(batch, x, grad_y, Precision::kFloat32, y, gradients);
+  }
 
   // The instruction set oneDNN dispatches to on this machine, e.g.
   // "avx512_core_bf16".
@@ -68,13 +83,17 @@ class LinearRelu {
 
   LinearRelu(const LinearWeights& weights, const LinearReluOptions& options);
 
-  std::shared_ptr<const ForwardPrimitives> BuildForward(int64_t batch) const;
-  std::shared_ptr<const BackwardPrimitives> BuildBackward(int64_t batch) const;
+  std::shared_ptr<const ForwardPrimitives> BuildForward(int64_t batch,
+                                                        Precision input) const;
+  std::shared_ptr<const BackwardPrimitives> BuildBackward(
+      int64_t batch, Precision input) const;
   // The weights reordered into `layout`, made on first request.
   dnnl::memory WeightsIn(const dnnl::memory::desc& layout) const;
-  void RunForward(int64_t batch, const float* x, float* y) const;
-  void RunBackward(int64_t batch, const float* x, const float* grad_y,
-                   const float* y, const GradientOutputs& gradients) const;
+  void RunForward(int64_t batch, const void* x, Precision input,
+                  float* y) const;
+  void RunBackward(int64_t batch, const void* x, const void* grad_y,
+                   Precision input, const float* y,
+                   const GradientOutputs& gradients) const;
 
   const int64_t in_features_;
   const int64_t out_features_;
@@ -89,6 +108,7 @@ class LinearRelu {
   // (usually two: forward and backward-data).
   mutable std::vector<std::pair<dnnl::memory::desc, dnnl::memory>>
       reordered_weights_;
+  // Keyed by CacheKey(batch, precision).
   mutable BatchCache<ForwardPrimitives> forward_cache_;
   mutable BatchCache<BackwardPrimitives> backward_cache_;
 };

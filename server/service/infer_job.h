@@ -2,7 +2,9 @@
 #define RELUSERVE_SERVER_SERVICE_INFER_JOB_H_
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "grpc_service.pb.h"
@@ -19,8 +21,17 @@ struct InferJob {
   const inference::ModelInferRequest* request = nullptr;
   inference::ModelInferResponse* response = nullptr;
   ValidatedInferRequest validated;
-  float* y = nullptr;  // null when y was not asked for
+  // Where the core writes (FP32): the response's bytes, or `staging` for an
+  // output that goes out in BF16. Null when not asked for.
+  float* y = nullptr;
   GradientOutputs gradients;
+  struct Conversion {
+    const float* from;  // in staging
+    uint16_t* to;       // in the response
+    size_t count;
+  };
+  std::vector<float> staging;
+  std::vector<Conversion> conversions;  // run after a successful compute
 
   std::chrono::system_clock::time_point deadline =
       std::chrono::system_clock::time_point::max();

@@ -38,21 +38,23 @@ void AddTensorMetadata(
   for (int64_t dim : shape) tensor->add_shape(dim);
 }
 
-// Appends an FP32 output of `shape` to the response and returns where its
-// values go: the response's own bytes, so the core writes them in place.
-float* AddOutput(inference::ModelInferResponse& response, OutputTensor output,
-                 const std::vector<int64_t>& shape) {
+// Appends an output of `shape` in `precision` to the response and returns
+// its bytes, which the core (or a conversion) fills in place.
+void* AddOutput(inference::ModelInferResponse& response,
+                const RequestedOutput& output,
+                const std::vector<int64_t>& shape, size_t* count) {
   auto* tensor = response.add_outputs();
-  tensor->set_name(std::string(OutputName(output)));
-  tensor->set_datatype(kFp32);
-  int64_t count = 1;
+  tensor->set_name(std::string(OutputName(output.tensor)));
+  tensor->set_datatype(output.precision == Precision::kBFloat16 ? kBf16
+                                                                : kFp32);
+  *count = 1;
   for (int64_t dim : shape) {
     tensor->add_shape(dim);
-    count *= dim;
+    *count *= static_cast<size_t>(dim);
   }
   std::string* bytes = response.add_raw_output_contents();
-  bytes->resize(static_cast<size_t>(count) * sizeof(float));
-  return reinterpret_cast<float*>(bytes->data());
+  bytes->resize(*count * ElementBytes(output.precision));
+  return bytes->data();
 }
 
 }  // namespace
@@ -218,22 +220,44 @@ absl::Status InferenceService::PrepareJob(
   response.set_id(request.id());
   const int64_t n = job.validated.batch;
   const int64_t k = model_.in_features, m = model_.out_features;
-  for (OutputTensor output : job.validated.outputs) {
-    switch (output) {
+  // The core writes FP32; a BF16 output is computed into staging first.
+  std::vector<std::pair<float**, size_t>> staged;  // (pointer, offset)
+  for (const RequestedOutput& output : job.validated.outputs) {
+    float** target = nullptr;
+    std::vector<int64_t> shape;
+    switch (output.tensor) {
       case OutputTensor::kY:
-        job.y = AddOutput(response, output, {n, m});
+        target = &job.y;
+        shape = {n, m};
         break;
       case OutputTensor::kGradX:
-        job.gradients.grad_x =
-            AddOutput(response, output, job.validated.x_shape);
+        target = &job.gradients.grad_x;
+        shape = job.validated.x_shape;
         break;
       case OutputTensor::kGradWeight:
-        job.gradients.grad_weight = AddOutput(response, output, {m, k});
+        target = &job.gradients.grad_weight;
+        shape = {m, k};
         break;
       case OutputTensor::kGradBias:
-        job.gradients.grad_bias = AddOutput(response, output, {m});
+        target = &job.gradients.grad_bias;
+        shape = {m};
         break;
     }
+    size_t count = 0;
+    void* bytes = AddOutput(response, output, shape, &count);
+    if (output.precision == Precision::kFloat32) {
+      *target = static_cast<float*>(bytes);
+    } else {
+      staged.emplace_back(target, job.staging.size());
+      job.conversions.push_back(
+          {nullptr, static_cast<uint16_t*>(bytes), count});
+      job.staging.resize(job.staging.size() + count);
+    }
+  }
+  for (size_t i = 0; i < staged.size(); ++i) {
+    float* start = job.staging.data() + staged[i].second;
+    *staged[i].first = start;
+    job.conversions[i].from = start;
   }
   return absl::OkStatus();
 }

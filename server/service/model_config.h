@@ -24,6 +24,9 @@ inline constexpr char kOutputGradX[] = "grad_x";
 inline constexpr char kOutputGradWeight[] = "grad_weight";
 inline constexpr char kOutputGradBias[] = "grad_bias";
 inline constexpr char kFp32[] = "FP32";
+inline constexpr char kBf16[] = "BF16";
+// Output parameter choosing an output's datatype ("FP32" or "BF16").
+inline constexpr char kDatatypeParameter[] = "datatype";
 
 }  // namespace reluserve
 

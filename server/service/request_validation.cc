@@ -27,13 +27,21 @@ absl::string_view FilledContentsField(
   return "";
 }
 
-// The number of elements of an FP32 input, after checking its datatype and
-// that its shape has no negative dimension and stays addressable.
+absl::StatusOr<Precision> ParseDatatype(absl::string_view datatype) {
+  if (datatype == kFp32) return Precision::kFloat32;
+  if (datatype == kBf16) return Precision::kBFloat16;
+  return absl::InvalidArgumentError("unsupported datatype");
+}
+
+// The number of elements of an input, after checking that its datatype is
+// `expected` and that its shape has no negative dimension and stays
+// addressable.
 absl::StatusOr<int64_t> CheckDatatypeAndCount(
-    const inference::ModelInferRequest::InferInputTensor& input) {
-  if (input.datatype() != kFp32) {
+    const inference::ModelInferRequest::InferInputTensor& input,
+    absl::string_view expected) {
+  if (input.datatype() != expected) {
     return absl::InvalidArgumentError(
-        absl::StrCat("input '", input.name(), "': expected datatype ", kFp32,
+        absl::StrCat("input '", input.name(), "': expected datatype ", expected,
                      ", got '", input.datatype(), "'"));
   }
   if (input.shape_size() == 0) {
@@ -59,8 +67,9 @@ absl::StatusOr<int64_t> CheckDatatypeAndCount(
 }
 
 // The values of input `index`, from raw_input_contents or typed contents.
-absl::StatusOr<const float*> CheckInputData(
-    const inference::ModelInferRequest& request, int index, int64_t count) {
+absl::StatusOr<const void*> CheckInputData(
+    const inference::ModelInferRequest& request, int index, int64_t count,
+    Precision precision) {
   const auto& input = request.inputs(index);
   const absl::string_view typed_field = FilledContentsField(input.contents());
   if (request.raw_input_contents_size() > 0) {
@@ -72,16 +81,23 @@ absl::StatusOr<const float*> CheckInputData(
           typed_field));
     }
     const std::string& raw = request.raw_input_contents(index);
-    const int64_t expected_bytes = count * static_cast<int64_t>(sizeof(float));
+    const int64_t expected_bytes =
+        count * static_cast<int64_t>(ElementBytes(precision));
     if (static_cast<int64_t>(raw.size()) != expected_bytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("input '", input.name(), "': expected ", expected_bytes,
-                       " bytes in raw_input_contents for FP32 shape ",
-                       ShapeString(input.shape()), ", got ", raw.size()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "input '", input.name(), "': expected ", expected_bytes,
+          " bytes in raw_input_contents for ", input.datatype(), " shape ",
+          ShapeString(input.shape()), ", got ", raw.size()));
     }
     // std::string storage comes from operator new (or the object itself for
     // short strings): aligned for float either way, so no copy is needed.
-    return reinterpret_cast<const float*>(raw.data());
+    return static_cast<const void*>(raw.data());
+  }
+  if (precision == Precision::kBFloat16) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input '", input.name(),
+        "': datatype BF16 has no typed contents field; expected its data in "
+        "raw_input_contents"));
   }
   if (!typed_field.empty() && typed_field != "fp32_contents") {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -97,7 +113,7 @@ absl::StatusOr<const float*> CheckInputData(
         " values in contents.fp32_contents (or raw_input_contents) for shape ",
         ShapeString(input.shape()), ", got ", values));
   }
-  return input.contents().fp32_contents().data();
+  return static_cast<const void*>(input.contents().fp32_contents().data());
 }
 
 absl::StatusOr<OutputTensor> ParseOutputName(absl::string_view name) {
@@ -162,9 +178,10 @@ absl::string_view OutputName(OutputTensor output) {
 }
 
 bool ValidatedInferRequest::NeedsBackward() const {
-  return std::any_of(outputs.begin(), outputs.end(), [](OutputTensor output) {
-    return output != OutputTensor::kY;
-  });
+  return std::any_of(outputs.begin(), outputs.end(),
+                     [](const RequestedOutput& output) {
+                       return output.tensor != OutputTensor::kY;
+                     });
 }
 
 absl::Status CheckModelSelected(absl::string_view name,
@@ -221,11 +238,17 @@ absl::StatusOr<ValidatedInferRequest> ValidateInferRequest(
 
   ValidatedInferRequest validated;
   const auto& x = request.inputs(x_index);
-  absl::StatusOr<int64_t> x_count = CheckDatatypeAndCount(x);
+  absl::StatusOr<Precision> precision = ParseDatatype(x.datatype());
+  if (!precision.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "input 'x': expected datatype FP32 or BF16, got '", x.datatype(), "'"));
+  }
+  validated.input_precision = *precision;
+  absl::StatusOr<int64_t> x_count = CheckDatatypeAndCount(x, x.datatype());
   if (!x_count.ok()) return x_count.status();
   if (absl::Status shape = CheckXShape(x, model); !shape.ok()) return shape;
-  absl::StatusOr<const float*> x_data =
-      CheckInputData(request, x_index, *x_count);
+  absl::StatusOr<const void*> x_data =
+      CheckInputData(request, x_index, *x_count, *precision);
   if (!x_data.ok()) return x_data.status();
   validated.batch = x.shape(0);
   validated.x = *x_data;
@@ -233,7 +256,9 @@ absl::StatusOr<ValidatedInferRequest> ValidateInferRequest(
 
   if (grad_y_index >= 0) {
     const auto& grad_y = request.inputs(grad_y_index);
-    absl::StatusOr<int64_t> grad_y_count = CheckDatatypeAndCount(grad_y);
+    // One precision for both inputs: they meet in the same kernels.
+    absl::StatusOr<int64_t> grad_y_count =
+        CheckDatatypeAndCount(grad_y, x.datatype());
     if (!grad_y_count.ok()) return grad_y_count.status();
     if (grad_y.shape_size() != 2 || grad_y.shape(0) != validated.batch ||
         grad_y.shape(1) != model.out_features) {
@@ -242,26 +267,31 @@ absl::StatusOr<ValidatedInferRequest> ValidateInferRequest(
           model.out_features, "] (x's batch by the model's outputs), got ",
           ShapeString(grad_y.shape())));
     }
-    absl::StatusOr<const float*> grad_y_data =
-        CheckInputData(request, grad_y_index, *grad_y_count);
+    absl::StatusOr<const void*> grad_y_data =
+        CheckInputData(request, grad_y_index, *grad_y_count, *precision);
     if (!grad_y_data.ok()) return grad_y_data.status();
     validated.grad_y = *grad_y_data;
   }
 
+  // Outputs go out in x's datatype unless a "datatype" parameter says.
   if (request.outputs_size() == 0) {
-    validated.outputs = {OutputTensor::kY};
+    validated.outputs = {{OutputTensor::kY, *precision}};
     if (validated.grad_y != nullptr) {
-      validated.outputs.insert(validated.outputs.end(),
-                               {OutputTensor::kGradX, OutputTensor::kGradWeight,
-                                OutputTensor::kGradBias});
+      for (OutputTensor gradient :
+           {OutputTensor::kGradX, OutputTensor::kGradWeight,
+            OutputTensor::kGradBias}) {
+        validated.outputs.push_back({gradient, *precision});
+      }
     }
     return validated;
   }
   for (const auto& requested : request.outputs()) {
     absl::StatusOr<OutputTensor> output = ParseOutputName(requested.name());
     if (!output.ok()) return output.status();
-    if (std::find(validated.outputs.begin(), validated.outputs.end(),
-                  *output) != validated.outputs.end()) {
+    if (std::any_of(validated.outputs.begin(), validated.outputs.end(),
+                    [&](const RequestedOutput& earlier) {
+                      return earlier.tensor == *output;
+                    })) {
       return absl::InvalidArgumentError(absl::StrCat(
           "output '", requested.name(), "' requested twice; expected it once"));
     }
@@ -271,7 +301,20 @@ absl::StatusOr<ValidatedInferRequest> ValidateInferRequest(
           "' needs input 'grad_y' (the upstream gradient, FP32 [N, ",
           model.out_features, "]), which the request does not have"));
     }
-    validated.outputs.push_back(*output);
+    Precision output_precision = *precision;
+    if (auto parameter = requested.parameters().find(kDatatypeParameter);
+        parameter != requested.parameters().end()) {
+      absl::StatusOr<Precision> asked =
+          ParseDatatype(parameter->second.string_param());
+      if (!asked.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "output '", requested.name(), "': parameter '", kDatatypeParameter,
+            "' expects string \"FP32\" or \"BF16\", got '",
+            parameter->second.string_param(), "'"));
+      }
+      output_precision = *asked;
+    }
+    validated.outputs.push_back({*output, output_precision});
   }
   return validated;
 }

@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "grpc_service.pb.h"
+#include "server/core/precision.h"
 #include "server/service/model_config.h"
 
 namespace reluserve {
@@ -16,14 +17,24 @@ enum class OutputTensor { kY, kGradX, kGradWeight, kGradBias };
 
 absl::string_view OutputName(OutputTensor output);
 
+// One output to return, and the datatype it goes out in.
+struct RequestedOutput {
+  OutputTensor tensor;
+  Precision precision = Precision::kFloat32;
+  bool operator==(const RequestedOutput& other) const {
+    return tensor == other.tensor && precision == other.precision;
+  }
+};
+
 // A request that passed every check, as views into the request message: it
 // is valid only while that message lives and is not modified.
 struct ValidatedInferRequest {
   int64_t batch = 0;
-  const float* x = nullptr;       // [batch, K] row-major
-  std::vector<int64_t> x_shape;   // as the client sent it, e.g. [N, 3, 32, 32]
-  const float* grad_y = nullptr;  // [batch, M], or null for forward only
-  std::vector<OutputTensor> outputs;  // what to return, in response order
+  Precision input_precision = Precision::kFloat32;  // of x and grad_y
+  const void* x = nullptr;                          // [batch, K] row-major
+  std::vector<int64_t> x_shape;  // as the client sent it, e.g. [N, 3, 32, 32]
+  const void* grad_y = nullptr;  // [batch, M], or null for forward only
+  std::vector<RequestedOutput> outputs;  // what to return, in order
 
   bool NeedsBackward() const;
 };

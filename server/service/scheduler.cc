@@ -17,9 +17,16 @@ Nanoseconds Since(Clock::time_point start, Clock::time_point end) {
 
 // Per-thread staging for merged batches, reused across calls.
 struct BatchBuffers {
-  std::vector<float> x;
+  std::vector<uint8_t> x;
   std::vector<float> y;
 };
+
+// BF16 outputs: FP32 results into the response's bytes.
+void ConvertOutputs(const InferJob& job) {
+  for (const InferJob::Conversion& conversion : job.conversions) {
+    ToBfloat16(conversion.from, conversion.to, conversion.count);
+  }
+}
 
 BatchBuffers& LocalBatchBuffers() {
   thread_local BatchBuffers buffers;
@@ -106,6 +113,8 @@ bool Scheduler::NextBatch(Batch& batch) {
     for (auto it = queue_.begin(); it != queue_.end() && rows < preferred;) {
       const ValidatedInferRequest& candidate = (*it)->validated;
       if (!candidate.NeedsBackward() &&
+          candidate.input_precision ==
+              batch.front()->validated.input_precision &&
           rows + candidate.batch <= options_.max_batch_rows) {
         rows += candidate.batch;
         batch.push_back(std::move(*it));
@@ -150,41 +159,50 @@ absl::Status Scheduler::RunAlone(InferJob& job) {
   const absl::Status status =
       request.NeedsBackward()
           ? layer_->ForwardBackward(request.batch, request.x, request.grad_y,
-                                    job.y, job.gradients)
-          : layer_->Forward(request.batch, request.x, job.y);
-  job.phases.compute_infer = Since(start, Clock::now());
+                                    request.input_precision, job.y,
+                                    job.gradients)
+          : layer_->Forward(request.batch, request.x, request.input_precision,
+                            job.y);
+  const Clock::time_point computed = Clock::now();
+  if (status.ok()) ConvertOutputs(job);
+  job.phases.compute_infer = Since(start, computed);
+  job.phases.compute_output = Since(computed, Clock::now());
   statistics_->RecordExecution(request.batch, Nanoseconds(0),
-                               job.phases.compute_infer, Nanoseconds(0));
+                               job.phases.compute_infer,
+                               job.phases.compute_output);
   return status;
 }
 
 void Scheduler::RunMerged(Batch& batch) {
   const int64_t k = layer_->in_features(), m = layer_->out_features();
+  // NextBatch merges only requests of one input precision.
+  const Precision precision = batch.front()->validated.input_precision;
+  const size_t row_bytes = static_cast<size_t>(k) * ElementBytes(precision);
   int64_t rows = 0;
   for (const auto& job : batch) rows += job->validated.batch;
 
   // Merging forces one copy in (gather) and one out (scatter).
   const Clock::time_point start = Clock::now();
   BatchBuffers& buffers = LocalBatchBuffers();
-  if (buffers.x.size() < static_cast<size_t>(rows * k)) {
-    buffers.x.resize(rows * k);
+  if (buffers.x.size() < rows * row_bytes) buffers.x.resize(rows * row_bytes);
+  if (buffers.y.size() < static_cast<size_t>(rows * m))
     buffers.y.resize(rows * m);
-  }
-  float* x = buffers.x.data();
+  uint8_t* x = buffers.x.data();
   for (const auto& job : batch) {
-    const size_t count = static_cast<size_t>(job->validated.batch * k);
-    std::memcpy(x, job->validated.x, count * sizeof(float));
-    x += count;
+    const size_t bytes = static_cast<size_t>(job->validated.batch) * row_bytes;
+    std::memcpy(x, job->validated.x, bytes);
+    x += bytes;
   }
   const Clock::time_point gathered = Clock::now();
   const absl::Status status =
-      layer_->Forward(rows, buffers.x.data(), buffers.y.data());
+      layer_->Forward(rows, buffers.x.data(), precision, buffers.y.data());
   const Clock::time_point computed = Clock::now();
   const float* y = buffers.y.data();
   for (const auto& job : batch) {
     const size_t count = static_cast<size_t>(job->validated.batch * m);
     if (status.ok() && job->y != nullptr) {
       std::memcpy(job->y, y, count * sizeof(float));
+      ConvertOutputs(*job);
     }
     y += count;
   }

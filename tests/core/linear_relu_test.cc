@@ -111,6 +111,61 @@ INSTANTIATE_TEST_SUITE_P(
              std::to_string(std::get<2>(info.param));
     });
 
+std::vector<uint16_t> ToBf16(const std::vector<float>& values) {
+  std::vector<uint16_t> rounded(values.size());
+  ToBfloat16(values.data(), rounded.data(), values.size());
+  return rounded;
+}
+
+std::vector<float> FromBf16(const std::vector<uint16_t>& values) {
+  std::vector<float> widened;
+  for (uint16_t v : values) widened.push_back(FromBfloat16(v));
+  return widened;
+}
+
+// bfloat16 inputs run oneDNN's bf16 kernels: bf16 x, grad_y and weights,
+// FP32 accumulation and outputs. Against a reference fed the same bf16
+// values the error is fp32's; against the unrounded FP32 problem it is
+// bfloat16's 8-bit mantissa (≈ 2⁻⁹ per value).
+TEST_P(LinearReluVsReference, Bfloat16MatchesReferenceOnRoundedValues) {
+  const auto [batch, k, m] = GetParam();
+  const LinearWeights weights = RandomWeights(k, m, 7);
+  const auto layer = MakeLayer(weights);
+  const std::vector<uint16_t> x = ToBf16(RandomValues(batch * k, 11));
+  const std::vector<uint16_t> grad_y = ToBf16(RandomValues(batch * m, 13));
+
+  Outputs out{std::vector<float>(batch * m), std::vector<float>(batch * k),
+              std::vector<float>(m * k), std::vector<float>(m)};
+  ASSERT_TRUE(layer
+                  ->ForwardBackward(batch, x.data(), grad_y.data(),
+                                    Precision::kBFloat16, out.y.data(),
+                                    {out.grad_x.data(), out.grad_weight.data(),
+                                     out.grad_bias.data()})
+                  .ok());
+  LinearWeights rounded = weights;
+  rounded.weight = FromBf16(ToBf16(weights.weight));
+  const std::vector<float> x_wide = FromBf16(x), grad_y_wide = FromBf16(grad_y);
+  const ReferenceResult expected =
+      NaiveLinearRelu(rounded, batch, x_wide.data(), grad_y_wide.data());
+  EXPECT_LE(RelativeError(out.y, expected.y), kFp32Tolerance);
+  EXPECT_LE(RelativeError(out.grad_x, expected.grad_x), kFp32Tolerance);
+  EXPECT_LE(RelativeError(out.grad_weight, expected.grad_weight),
+            kFp32Tolerance);
+  EXPECT_LE(RelativeError(out.grad_bias, expected.grad_bias), kFp32Tolerance);
+
+  // Forward-only gives the same y.
+  std::vector<float> y(batch * m);
+  ASSERT_TRUE(
+      layer->Forward(batch, x.data(), Precision::kBFloat16, y.data()).ok());
+  EXPECT_EQ(y, out.y);
+
+  // Against the unrounded FP32 problem: bfloat16's precision.
+  const std::vector<float> x_fp32 = RandomValues(batch * k, 11);
+  const ReferenceResult exact =
+      NaiveLinearRelu(weights, batch, x_fp32.data(), nullptr);
+  EXPECT_LE(RelativeError(y, exact.y), 1e-2);
+}
+
 // ReLU's derivative is exactly 0 where y == 0, whatever grad_y says.
 TEST(LinearReluTest, GradientIsExactlyZeroWhereOutputIsZero) {
   const LinearWeights weights = RandomWeights(3072, 100, 3);

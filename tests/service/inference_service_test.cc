@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "server/core/naive_reference.h"
+#include "server/core/precision.h"
 #include "server/core/weights.h"
 #include "server/service/server.h"
 #include "tests/support/tensor_testing.h"
@@ -551,6 +552,81 @@ TEST_P(ServiceTest, ShutdownFinishesCallsInFlightAndTurnsTheRestAway) {
     EXPECT_EQ(other[c], 0) << "caller " << c;
     EXPECT_EQ(unavailable[c], 1) << "caller " << c << " was never turned away";
   }
+}
+
+std::string Bf16Bytes(const std::vector<float>& values) {
+  std::vector<uint16_t> rounded(values.size());
+  ToBfloat16(values.data(), rounded.data(), values.size());
+  return std::string(reinterpret_cast<const char*>(rounded.data()),
+                     rounded.size() * sizeof(uint16_t));
+}
+
+std::vector<float> Bf16Floats(const std::string& bytes) {
+  std::vector<float> values(bytes.size() / 2);
+  for (size_t i = 0; i < values.size(); ++i) {
+    uint16_t bits;
+    std::memcpy(&bits, bytes.data() + 2 * i, 2);
+    values[i] = FromBfloat16(bits);
+  }
+  return values;
+}
+
+std::vector<float> RoundedToBf16(const std::vector<float>& values) {
+  return Bf16Floats(Bf16Bytes(values));
+}
+
+// BF16 on the wire: inputs in half the bytes, outputs in BF16 by default or
+// in FP32 when an output's "datatype" parameter asks.
+TEST_P(ServiceTest, Bfloat16TensorsOnTheWire) {
+  constexpr int64_t kRows = 5;
+  const std::vector<float> x = RandomValues(kRows * kIn, 70);
+  const std::vector<float> grad_y = RandomValues(kRows * kOut, 71);
+  ModelInferRequest request;
+  request.set_model_name("linear_relu");
+  for (const auto& [name, values, width] :
+       {std::tuple{"x", &x, kIn}, std::tuple{"grad_y", &grad_y, kOut}}) {
+    auto* input = request.add_inputs();
+    input->set_name(name);
+    input->set_datatype("BF16");
+    input->add_shape(kRows);
+    input->add_shape(width);
+    request.add_raw_input_contents(Bf16Bytes(*values));
+  }
+  for (const char* name : {"y", "grad_x", "grad_weight", "grad_bias"}) {
+    request.add_outputs()->set_name(name);
+  }
+  (*request.mutable_outputs(1)->mutable_parameters())["datatype"]
+      .set_string_param("FP32");
+  ModelInferResponse response;
+  const grpc::Status status = Infer(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  // What the bf16 kernels compute from: the inputs and weights rounded.
+  LinearWeights rounded = weights_;
+  rounded.weight = RoundedToBf16(weights_.weight);
+  const std::vector<float> x_rounded = RoundedToBf16(x);
+  const std::vector<float> grad_y_rounded = RoundedToBf16(grad_y);
+  const ReferenceResult expected =
+      NaiveLinearRelu(rounded, kRows, x_rounded.data(), grad_y_rounded.data());
+  ASSERT_EQ(response.outputs_size(), 4);
+  EXPECT_EQ(response.outputs(0).datatype(), "BF16");
+  EXPECT_EQ(response.outputs(1).datatype(), "FP32");
+  EXPECT_EQ(response.outputs(2).datatype(), "BF16");
+  EXPECT_EQ(response.raw_output_contents(0).size(), kRows * kOut * 2);
+  EXPECT_EQ(response.raw_output_contents(1).size(), kRows * kIn * 4);
+  // BF16 outputs carry bfloat16's own rounding (8-bit mantissa, 2^-9).
+  EXPECT_LE(
+      RelativeError(Bf16Floats(response.raw_output_contents(0)), expected.y),
+      4e-3);
+  EXPECT_LE(
+      RelativeError(Floats(response.raw_output_contents(1)), expected.grad_x),
+      1e-5);
+  EXPECT_LE(RelativeError(Bf16Floats(response.raw_output_contents(2)),
+                          expected.grad_weight),
+            4e-3);
+  EXPECT_LE(RelativeError(Bf16Floats(response.raw_output_contents(3)),
+                          expected.grad_bias),
+            4e-3);
 }
 
 // Every message gets one response, in order, even when the scheduler

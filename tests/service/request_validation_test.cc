@@ -51,16 +51,17 @@ TEST(ValidateInferRequestTest, DefaultOutputsFollowGradYPresence) {
   absl::StatusOr<ValidatedInferRequest> forward =
       ValidateInferRequest(RawRequest(false), SmallModel());
   ASSERT_TRUE(forward.ok());
-  EXPECT_EQ(forward->outputs, std::vector<OutputTensor>{OutputTensor::kY});
+  EXPECT_EQ(forward->outputs, std::vector<RequestedOutput>{{OutputTensor::kY}});
   EXPECT_FALSE(forward->NeedsBackward());
 
   absl::StatusOr<ValidatedInferRequest> backward =
       ValidateInferRequest(RawRequest(true), SmallModel());
   ASSERT_TRUE(backward.ok());
   EXPECT_EQ(backward->outputs,
-            (std::vector<OutputTensor>{OutputTensor::kY, OutputTensor::kGradX,
-                                       OutputTensor::kGradWeight,
-                                       OutputTensor::kGradBias}));
+            (std::vector<RequestedOutput>{{OutputTensor::kY},
+                                          {OutputTensor::kGradX},
+                                          {OutputTensor::kGradWeight},
+                                          {OutputTensor::kGradBias}}));
   EXPECT_TRUE(backward->NeedsBackward());
 }
 
@@ -90,7 +91,59 @@ TEST(ValidateInferRequestTest, TypedContentsAreViewedInPlace) {
       ValidateInferRequest(request, SmallModel());
   ASSERT_TRUE(validated.ok()) << validated.status();
   EXPECT_EQ(validated->x, request.inputs(0).contents().fp32_contents().data());
-  EXPECT_EQ(validated->x[11], 11.0f);
+  EXPECT_EQ(static_cast<const float*>(validated->x)[11], 11.0f);
+}
+
+TEST(ValidateInferRequestTest, Bfloat16InputsAndPerOutputDatatypes) {
+  inference::ModelInferRequest request = RawRequest(true);
+  for (int i = 0; i < 2; ++i) {
+    request.mutable_inputs(i)->set_datatype("BF16");
+    // Half the bytes of FP32.
+    request.mutable_raw_input_contents(i)->resize(
+        request.raw_input_contents(i).size() / 2);
+  }
+  request.add_outputs()->set_name("y");
+  auto* grad_x = request.add_outputs();
+  grad_x->set_name("grad_x");
+  (*grad_x->mutable_parameters())["datatype"].set_string_param("FP32");
+  absl::StatusOr<ValidatedInferRequest> validated =
+      ValidateInferRequest(request, SmallModel());
+  ASSERT_TRUE(validated.ok()) << validated.status();
+  EXPECT_EQ(validated->input_precision, Precision::kBFloat16);
+  EXPECT_EQ(validated->outputs,
+            (std::vector<RequestedOutput>{
+                {OutputTensor::kY, Precision::kBFloat16},
+                {OutputTensor::kGradX, Precision::kFloat32}}));
+}
+
+TEST(ValidateInferRequestTest, Bfloat16Refusals) {
+  {  // FP32 byte count for a BF16 shape
+    inference::ModelInferRequest request = RawRequest(false);
+    request.mutable_inputs(0)->set_datatype("BF16");
+    absl::Status status = ValidateInferRequest(request, SmallModel()).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(status.message().find("24 bytes"), absl::string_view::npos)
+        << status;
+  }
+  {  // grad_y in another precision than x
+    inference::ModelInferRequest request = RawRequest(true);
+    request.mutable_inputs(0)->set_datatype("BF16");
+    request.mutable_raw_input_contents(0)->resize(24);
+    absl::Status status = ValidateInferRequest(request, SmallModel()).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(status.message().find("'grad_y': expected datatype BF16"),
+              absl::string_view::npos)
+        << status;
+  }
+  {  // an unknown output datatype
+    inference::ModelInferRequest request = RawRequest(false);
+    auto* y = request.add_outputs();
+    y->set_name("y");
+    (*y->mutable_parameters())["datatype"].set_string_param("FP16");
+    absl::Status status = ValidateInferRequest(request, SmallModel()).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(status.message().find("FP16"), absl::string_view::npos) << status;
+  }
 }
 
 }  // namespace

@@ -82,14 +82,15 @@ class SchedulerTest : public ::testing::Test {
     auto job = std::make_unique<InferJob>();
     job->validated.batch = static_cast<int64_t>(request.x.size()) / kIn;
     job->validated.x = request.x.data();
-    job->validated.outputs = {OutputTensor::kY};
+    job->validated.outputs = {{OutputTensor::kY}};
     job->y = request.y.data();
     if (!request.grad_y.empty()) {
       job->validated.grad_y = request.grad_y.data();
-      job->validated.outputs.insert(
-          job->validated.outputs.end(),
-          {OutputTensor::kGradX, OutputTensor::kGradWeight,
-           OutputTensor::kGradBias});
+      for (OutputTensor gradient :
+           {OutputTensor::kGradX, OutputTensor::kGradWeight,
+            OutputTensor::kGradBias}) {
+        job->validated.outputs.push_back({gradient});
+      }
       job->gradients = {request.grad_x.data(), request.grad_weight.data(),
                         request.grad_bias.data()};
     }
@@ -153,6 +154,42 @@ TEST_F(SchedulerTest, MergedForwardRequestsAreSplitBackCorrectly) {
   for (auto& outcome : outcomes) EXPECT_TRUE(outcome.get().ok());
   for (auto& request : requests) ExpectMatchesReference(*request);
   EXPECT_EQ(Executions(statistics_), 1u) << "all six should share one call";
+}
+
+TEST_F(SchedulerTest, MergedBfloat16RequestsAreSplitBackCorrectly) {
+  Scheduler::Options options;
+  options.compute_threads = 1;
+  options.max_batch_delay = 2s;
+  options.preferred_batch_rows = 2 + 3 + 4;
+  Scheduler scheduler(options, layer_, &statistics_);
+  std::vector<std::unique_ptr<TestRequest>> requests;
+  std::vector<std::vector<uint16_t>> inputs;
+  std::vector<std::future<absl::Status>> outcomes;
+  for (int64_t rows = 2; rows <= 4; ++rows) {
+    requests.push_back(NewRequest(rows, false, 70 + rows));
+    inputs.emplace_back(requests.back()->x.size());
+    ToBfloat16(requests.back()->x.data(), inputs.back().data(),
+               inputs.back().size());
+    outcomes.push_back(requests.back()->outcome.get_future());
+  }
+  for (size_t i = 0; i < requests.size(); ++i) {
+    std::unique_ptr<InferJob> job = JobFor(*requests[i]);
+    job->validated.input_precision = Precision::kBFloat16;
+    job->validated.x = inputs[i].data();
+    scheduler.Submit(std::move(job));
+  }
+  for (auto& outcome : outcomes) EXPECT_TRUE(outcome.get().ok());
+  EXPECT_EQ(Executions(statistics_), 1u);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const int64_t rows = static_cast<int64_t>(inputs[i].size()) / kIn;
+    std::vector<float> alone(rows * kOut);
+    ASSERT_TRUE(layer_
+                    ->Forward(rows, inputs[i].data(), Precision::kBFloat16,
+                              alone.data())
+                    .ok());
+    std::vector<double> expected(alone.begin(), alone.end());
+    EXPECT_LE(RelativeError(requests[i]->y, expected), 1e-5) << i;
+  }
 }
 
 TEST_F(SchedulerTest, BackwardRequestsAreNeverMergedWithOthers) {
