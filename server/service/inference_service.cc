@@ -64,7 +64,12 @@ InferenceService::InferenceService(ModelConfig model,
                                    const Scheduler::Options& scheduling)
     : model_(std::move(model)),
       layer_(layer),
-      scheduler_(scheduling, std::move(layer), &statistics_) {}
+      // Enough idle pairs for every call one machine can have computing and
+      // sending; pairs above 64 MiB (N ≈ 4000 fwd+bwd) are not kept.
+      message_pool_(/*max_idle=*/32, /*max_pooled_bytes=*/64 << 20),
+      scheduler_(scheduling, std::move(layer), &statistics_) {
+  SetMessageAllocatorFor_ModelInfer(&message_pool_);
+}
 
 InferenceService::~InferenceService() = default;
 

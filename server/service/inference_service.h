@@ -9,6 +9,7 @@
 
 #include "grpc_service.grpc.pb.h"
 #include "server/core/linear_relu.h"
+#include "server/service/message_pool.h"
 #include "server/service/model_config.h"
 #include "server/service/scheduler.h"
 #include "server/service/statistics.h"
@@ -87,6 +88,7 @@ class InferenceService final
   const ModelConfig model_;
   const std::shared_ptr<const LinearRelu> layer_;
   InferenceStatistics statistics_;
+  InferMessagePool message_pool_;
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> requests_in_flight_{0};
   // Declared last: destroyed first, while the rest is still alive for the
