@@ -1,0 +1,154 @@
+// The engine of reluserve-load: drives a ReluServe (or any Open Inference
+// Protocol) server with ModelInfer or ModelStreamInfer calls over gRPC's
+// callback API and measures each step of a concurrency or rate sweep.
+
+#ifndef RELUSERVE_CLIENT_LOAD_GENERATOR_H_
+#define RELUSERVE_CLIENT_LOAD_GENERATOR_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "client/load_stats.h"
+#include "client/load_wire.h"
+#include "grpcpp/channel.h"
+
+namespace reluserve {
+
+struct LoadOptions {
+  // host:port or any gRPC target URI. Never reached through an HTTP proxy.
+  std::string target = "127.0.0.1:8001";
+  std::string model_name = "linear_relu";
+  std::string model_version;  // empty: the server's choice
+
+  // Closed loop, one step per value: that many requests in flight, each
+  // answered one replaced at once. Used when `rates` is empty.
+  std::vector<int> concurrency = {1};
+  // Open loop, one step per value (requests/s): requests leave on schedule
+  // whether or not earlier ones were answered.
+  std::vector<double> rates;
+  Arrivals arrivals = Arrivals::kPoisson;
+  // Open loop: an arrival that finds this many requests unanswered is not
+  // sent but counted as dropped.
+  int max_in_flight = 512;
+
+  // A step measures for `duration_s`, or, when `requests` > 0, until that
+  // many requests sent after the warm-up are answered. Warm-up results are
+  // discarded.
+  double duration_s = 5.0;
+  int64_t requests = 0;
+  double warmup_s = 1.0;
+
+  int64_t batch = 1;
+  bool grad = false;  // send grad_y and ask for all four outputs
+  WireType dtype = WireType::kFp32;
+  uint64_t seed = 0;
+  // Separate connections; requests are spread over them round robin.
+  int channels = 1;
+  // ModelStreamInfer: closed loop, one stream per in-flight slot; open loop,
+  // one stream per channel. Otherwise unary ModelInfer.
+  bool stream = false;
+  // Each request's deadline (for streams: enforced by cancelling the stream).
+  std::chrono::milliseconds timeout{10000};
+  // Hard bound on the whole run, after which it stops early; 0 picks one
+  // from the steps (or one hour with `requests`).
+  double global_timeout_s = 0;
+  // How often the progress callback gets a tick.
+  double progress_interval_s = 0.5;
+};
+
+// Why a step's latency differs from the server's view: the server's own
+// split of time per request, from ModelStatistics before and after.
+struct ServerSplit {
+  bool available = false;
+  std::string note;  // why not available
+  ServerStatsDelta delta;
+};
+
+struct StepResult {
+  int index = 0;  // 0-based
+  bool open_loop = false;
+  int concurrency = 0;  // closed loop
+  double rate = 0;      // open loop, requests/s asked for
+  double seconds = 0;   // the measured window
+  // Measured answers: with `requests`, those to requests sent after the
+  // warm-up; otherwise those that arrived inside the window.
+  int64_t requests = 0;
+  int64_t successes = 0;
+  int64_t errors = 0;
+  std::map<std::string, int64_t> errors_by_code;   // gRPC code name -> count
+  std::map<std::string, std::string> first_error;  // code name -> a message
+  int64_t dropped = 0;  // open loop: not sent, max_in_flight reached
+  int64_t late = 0;     // open loop: sent more than 1 ms after schedule
+  double requests_per_second = 0;  // successes / seconds
+  double rows_per_second = 0;      // requests_per_second * batch
+  LatencyStats latency_ms;         // of the successful requests
+  ServerSplit server;
+  // The global timeout cut this step short (it is the last one).
+  bool timed_out = false;
+};
+
+struct LoadProgress {
+  enum class Kind {
+    kTick,      // every progress_interval_s while a step runs
+    kStepDone,  // `result` is set
+    kNotice,    // something to tell the user once; `message`
+  };
+  Kind kind = Kind::kTick;
+  int step = 0;  // 0-based
+  int steps = 0;
+  bool open_loop = false;
+  double level = 0;  // the step's concurrency or rate
+  bool warming_up = false;
+  double elapsed_s = 0;  // since the phase (warm-up or measuring) began
+  int64_t answered = 0;  // measured answers so far
+  int64_t errors = 0;
+  int64_t in_flight = 0;
+  double requests_per_second = 0;  // measured so far
+  const StepResult* result = nullptr;
+  std::string message;
+};
+
+// Runs the steps of a sweep, one after another, against one server.
+//
+// Thread safety: Run() is called from one thread at a time; it blocks until
+// every call it started has finished. The progress callback runs on that
+// thread, never on gRPC's. Inside, gRPC's callback threads record answers
+// into per-step state under a mutex and start the replacement calls.
+class LoadGenerator {
+ public:
+  using ProgressCallback = std::function<void(const LoadProgress&)>;
+
+  explicit LoadGenerator(LoadOptions options);
+
+  const LoadOptions& options() const { return options_; }
+
+  // InvalidArgument for options out of range; Unavailable or the server's
+  // error when the target cannot be reached or has no such model (nothing
+  // measured then). Otherwise the steps run, each with its result; a step
+  // cut short by the global timeout is the last and says so.
+  absl::StatusOr<std::vector<StepResult>> Run(
+      const ProgressCallback& progress = nullptr);
+
+ private:
+  LoadOptions options_;
+};
+
+// The checks Run() starts with.
+absl::Status ValidateLoadOptions(const LoadOptions& options);
+
+// An insecure channel to `target` with message limits lifted to INT32_MAX,
+// no HTTP proxy, and its own subchannel pool: channels with distinct
+// `index` never share a connection.
+std::shared_ptr<grpc::Channel> CreateLoadChannel(const std::string& target,
+                                                 int index);
+
+}  // namespace reluserve
+
+#endif  // RELUSERVE_CLIENT_LOAD_GENERATOR_H_

@@ -1,0 +1,206 @@
+// reluserve-load: a load generator for ReluServe or any Open Inference
+// Protocol (KServe v2 / Triton) gRPC server. Flags -> LoadGenerator ->
+// table, CSV, JSON, plot.
+
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "client/load_generator.h"
+#include "client/load_report.h"
+
+namespace reluserve {
+namespace {
+
+// Exit codes.
+constexpr int kOk = 0;
+constexpr int kFailed = 1;    // nothing measured, or an output not written
+constexpr int kDegraded = 3;  // measured, but requests failed or time ran out
+
+int Fail(const absl::Status& status) {
+  std::cerr << "reluserve-load: " << absl::StatusCodeToString(status.code())
+            << ": " << status.message() << "\n";
+  return kFailed;
+}
+
+// Progress on stderr: a live line on a terminal, plain lines otherwise.
+class ProgressPrinter {
+ public:
+  explicit ProgressPrinter(bool live) : live_(live) {}
+
+  void operator()(const LoadProgress& progress) {
+    switch (progress.kind) {
+      case LoadProgress::Kind::kTick:
+        if (live_) {
+          std::fprintf(stderr, "\r%s\033[K",
+                       FormatProgressLine(progress).c_str());
+          std::fflush(stderr);
+        }
+        break;
+      case LoadProgress::Kind::kStepDone:
+        std::fprintf(stderr, "%s%s\n", live_ ? "\r\033[K" : "",
+                     FormatStepLine(*progress.result, progress.steps).c_str());
+        break;
+      case LoadProgress::Kind::kNotice:
+        std::fprintf(stderr, "%snote: %s\n", live_ ? "\r\033[K" : "",
+                     progress.message.c_str());
+        break;
+    }
+  }
+
+ private:
+  const bool live_;
+};
+
+int Main(int argc, char** argv) {
+  // Keep megabyte message buffers in the heap between calls, as the server
+  // does, so the client does not fault them in again on every call.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+
+  LoadOptions options;
+  int64_t timeout_ms = options.timeout.count();
+  std::string csv_path, json_path, plot_path;
+  bool quiet = false;
+
+  CLI::App app(
+      "Load generator for ReluServe and other Open Inference Protocol "
+      "(KServe v2 / Triton) gRPC servers, in the manner of perf_analyzer. "
+      "Closed loop: --concurrency 1,4,16 keeps that many requests in flight, "
+      "each answer replaced at once. Open loop: --rate R sends R requests/s "
+      "on schedule (Poisson or constant arrivals) whether or not earlier ones "
+      "were answered. Each step warms up, then measures for --duration or "
+      "--requests. The request (random N(0,1) x, and grad_y with --grad) is "
+      "built once from --seed and reused; K and M come from the model's "
+      "metadata. Exit status: 0 all good, 1 nothing measured or an output "
+      "not written, 3 requests failed or the global timeout cut a step.",
+      "reluserve-load");
+
+  app.add_option("--target", options.target, "Server address")
+      ->type_name("HOST:PORT")
+      ->capture_default_str();
+  app.add_option("--model", options.model_name, "Model name")
+      ->capture_default_str();
+  app.add_option("--model-version", options.model_version,
+                 "Model version (default: the server's choice)");
+  CLI::Option* concurrency =
+      app.add_option("--concurrency", options.concurrency,
+                     "Closed loop: requests in flight, one step per value")
+          ->delimiter(',')
+          ->type_name("N,...")
+          ->check(CLI::Range(1, 10000))
+          ->capture_default_str();
+  app.add_option("--rate", options.rates,
+                 "Open loop: requests per second, one step per value")
+      ->delimiter(',')
+      ->type_name("R,...")
+      ->check(CLI::Range(1e-3, 1e6))
+      ->excludes(concurrency);
+  const std::map<std::string, Arrivals> arrivals = {
+      {"poisson", Arrivals::kPoisson}, {"constant", Arrivals::kConstant}};
+  app.add_option("--arrivals", options.arrivals,
+                 "Open loop: exponential gaps (poisson) or equal ones")
+      ->transform(CLI::CheckedTransformer(arrivals, CLI::ignore_case))
+      ->default_str("poisson");
+  app.add_option("--max-in-flight", options.max_in_flight,
+                 "Open loop: arrivals finding this many requests unanswered "
+                 "are dropped (counted, not sent)")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  CLI::Option* duration = app.add_option("--duration", options.duration_s,
+                                         "Seconds each step measures")
+                              ->type_name("SECONDS")
+                              ->check(CLI::Range(1e-3, 7 * 86400.0))
+                              ->capture_default_str();
+  app.add_option("--requests", options.requests,
+                 "Measure this many requests per step instead of a duration")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000000}))
+      ->excludes(duration);
+  app.add_option("--warmup", options.warmup_s,
+                 "Seconds of load before each step's measurement, discarded")
+      ->type_name("SECONDS")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  app.add_option("--batch", options.batch, "Rows N of each request")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
+      ->capture_default_str();
+  app.add_flag("--grad", options.grad,
+               "Send grad_y too and ask for y, grad_x, grad_weight, grad_bias");
+  const std::map<std::string, WireType> dtypes = {{"fp32", WireType::kFp32},
+                                                  {"bf16", WireType::kBf16}};
+  app.add_option("--dtype", options.dtype,
+                 "Datatype of x and grad_y on the wire (bf16: rounded to "
+                 "nearest even)")
+      ->transform(CLI::CheckedTransformer(dtypes, CLI::ignore_case))
+      ->default_str("fp32");
+  app.add_option("--channels", options.channels,
+                 "Separate gRPC connections to spread the requests over")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app.add_flag("--stream", options.stream,
+               "Use ModelStreamInfer streams (closed loop: one per in-flight "
+               "slot; open loop: one per channel) instead of ModelInfer");
+  app.add_option("--timeout-ms", timeout_ms, "Deadline of each request")
+      ->type_name("MS")
+      ->check(CLI::Range(int64_t{1}, int64_t{86400000}))
+      ->capture_default_str();
+  app.add_option("--seed", options.seed, "Seed of the random tensors")
+      ->capture_default_str();
+  app.add_option("--global-timeout", options.global_timeout_s,
+                 "Stop the whole run after this many seconds (0: the steps' "
+                 "length plus margins; one hour with --requests)")
+      ->type_name("SECONDS")
+      ->check(CLI::Range(0.0, 30 * 86400.0))
+      ->capture_default_str();
+  app.add_option("--csv", csv_path, "Write one CSV row per step here")
+      ->type_name("FILE");
+  app.add_option("--json", json_path, "Write every step as JSON here")
+      ->type_name("FILE");
+  app.add_option("--plot", plot_path,
+                 "Draw p50 and p99 latency against throughput into this PNG "
+                 "(needs gnuplot: Debian package gnuplot-nox)")
+      ->type_name("FILE.png");
+  app.add_flag("--quiet", quiet, "No progress output");
+  CLI11_PARSE(app, argc, argv);
+  options.timeout = std::chrono::milliseconds(timeout_ms);
+
+  ProgressPrinter printer(isatty(STDERR_FILENO) == 1);
+  LoadGenerator generator(options);
+  absl::StatusOr<std::vector<StepResult>> steps =
+      quiet ? generator.Run()
+            : generator.Run([&printer](const LoadProgress& progress) {
+                printer(progress);
+              });
+  if (!steps.ok()) return Fail(steps.status());
+
+  std::cout << FormatTable(options, *steps) << std::flush;
+  int code = kOk;
+  for (const StepResult& step : *steps) {
+    if (step.errors > 0 || step.timed_out) code = kDegraded;
+  }
+  if (!csv_path.empty()) {
+    absl::Status status = WriteTextFile(csv_path, FormatCsv(options, *steps));
+    if (!status.ok()) code = Fail(status);
+  }
+  if (!json_path.empty()) {
+    absl::Status status = WriteTextFile(json_path, FormatJson(options, *steps));
+    if (!status.ok()) code = Fail(status);
+  }
+  if (!plot_path.empty()) {
+    absl::Status status = PlotLatencyVsThroughput(options, *steps, plot_path);
+    if (!status.ok()) code = Fail(status);
+  }
+  return code;
+}
+
+}  // namespace
+}  // namespace reluserve
+
+int main(int argc, char** argv) { return reluserve::Main(argc, argv); }

@@ -1,0 +1,63 @@
+// How reluserve-load shows its results: progress lines, the final table,
+// CSV, JSON and a gnuplot latency-vs-throughput plot.
+//
+// All functions are pure formatting except the Write*/Plot* ones, which touch
+// the file system (and run gnuplot); none keeps state.
+
+#ifndef RELUSERVE_CLIENT_LOAD_REPORT_H_
+#define RELUSERVE_CLIENT_LOAD_REPORT_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "client/load_generator.h"
+
+namespace reluserve {
+
+// One line naming the run's settings: target, model, batch, pass, dtype,
+// transport, channels, mode, step length.
+std::string DescribeRun(const LoadOptions& options);
+
+// "conc 4" or "rate 250/s".
+std::string StepLabel(bool open_loop, double level);
+
+// The live line for a tick (no newline, no carriage return).
+std::string FormatProgressLine(const LoadProgress& progress);
+
+// One plain line summarising a finished step (no newline).
+std::string FormatStepLine(const StepResult& result, int steps);
+
+// The final table, then each step's errors by code and notes.
+std::string FormatTable(const LoadOptions& options,
+                        const std::vector<StepResult>& steps);
+
+// A header row, then one row per step with every number of StepResult.
+std::string FormatCsv(const LoadOptions& options,
+                      const std::vector<StepResult>& steps);
+
+// {"tool": ..., the options..., "steps": [one object per step]}.
+std::string FormatJson(const LoadOptions& options,
+                       const std::vector<StepResult>& steps);
+
+// gnuplot's input: one line per step with successes, "label req/s p50 p99".
+std::string GnuplotData(const std::vector<StepResult>& steps);
+
+// A gnuplot script that draws p50 and p99 latency (ms) against throughput
+// (req/s) from `data_path` into the PNG `png_path`.
+std::string GnuplotScript(const std::string& data_path,
+                          const std::string& png_path,
+                          const std::string& title);
+
+absl::Status WriteTextFile(const std::string& path, const std::string& text);
+
+// Writes the data and script to temporary files and runs gnuplot on them
+// (at most 60 s). FailedPrecondition naming the Debian package when gnuplot
+// is not on the PATH; Internal when it fails.
+absl::Status PlotLatencyVsThroughput(const LoadOptions& options,
+                                     const std::vector<StepResult>& steps,
+                                     const std::string& png_path);
+
+}  // namespace reluserve
+
+#endif  // RELUSERVE_CLIENT_LOAD_REPORT_H_

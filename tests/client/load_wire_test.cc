@@ -1,0 +1,245 @@
+#include "client/load_wire.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "client/tensor.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace reluserve {
+namespace {
+
+using ::testing::ElementsAre;
+
+float FromBits(uint32_t bits) {
+  float value;
+  std::memcpy(&value, &bits, sizeof(value));
+  return value;
+}
+
+TEST(Bf16Test, KnownBitPatterns) {
+  EXPECT_EQ(FloatToBf16(0.0f), 0x0000);
+  EXPECT_EQ(FloatToBf16(-0.0f), 0x8000);
+  EXPECT_EQ(FloatToBf16(1.0f), 0x3f80);
+  EXPECT_EQ(FloatToBf16(-2.0f), 0xc000);
+  EXPECT_EQ(FloatToBf16(0.5f), 0x3f00);
+  EXPECT_EQ(FloatToBf16(3.140625f), 0x4049);  // exactly representable
+  EXPECT_EQ(FloatToBf16(std::numeric_limits<float>::infinity()), 0x7f80);
+  EXPECT_EQ(FloatToBf16(-std::numeric_limits<float>::infinity()), 0xff80);
+  // The smallest subnormal float is below half a bf16 subnormal step.
+  EXPECT_EQ(FloatToBf16(FromBits(0x00000001)), 0x0000);
+  EXPECT_EQ(FloatToBf16(FromBits(0x00010000)), 0x0001);
+}
+
+TEST(Bf16Test, RoundsToNearestTiesToEven) {
+  // 1 + 2^-8 lies exactly between 0x3f80 and 0x3f81: ties go to even 0x3f80.
+  EXPECT_EQ(FloatToBf16(FromBits(0x3f808000)), 0x3f80);
+  // 0x3f818000 lies between 0x3f81 and 0x3f82: even is 0x3f82.
+  EXPECT_EQ(FloatToBf16(FromBits(0x3f818000)), 0x3f82);
+  // Just above and below the tie.
+  EXPECT_EQ(FloatToBf16(FromBits(0x3f808001)), 0x3f81);
+  EXPECT_EQ(FloatToBf16(FromBits(0x3f807fff)), 0x3f80);
+  // Negative values round the magnitude the same way.
+  EXPECT_EQ(FloatToBf16(FromBits(0xbf808000)), 0xbf80);
+  EXPECT_EQ(FloatToBf16(FromBits(0xbf818000)), 0xbf82);
+  // A carry into the exponent: 0x3fffffff rounds up to 2.0.
+  EXPECT_EQ(FloatToBf16(FromBits(0x3fffffff)), 0x4000);
+  // The largest float rounds to +Inf, as IEEE round-to-nearest does.
+  EXPECT_EQ(FloatToBf16(std::numeric_limits<float>::max()), 0x7f80);
+  // The largest bf16 stays itself.
+  EXPECT_EQ(FloatToBf16(FromBits(0x7f7f0000)), 0x7f7f);
+}
+
+TEST(Bf16Test, NaNStaysNaN) {
+  const uint32_t nans[] = {0x7fc00000, 0xffc00000, 0x7f800001,
+                           0xff800001, 0x7fbfffff, 0x7f80ffff};
+  for (uint32_t bits : nans) {
+    const uint16_t half = FloatToBf16(FromBits(bits));
+    EXPECT_TRUE(std::isnan(Bf16ToFloat(half))) << std::hex << bits;
+    EXPECT_EQ(half & 0x8000, (bits >> 16) & 0x8000) << "sign kept";
+  }
+}
+
+TEST(Bf16Test, RelativeErrorAtMostHalfAnUlp) {
+  const absl::StatusOr<Tensor> values = RandomNormalTensor({10000}, 5);
+  ASSERT_TRUE(values.ok());
+  for (float value : values->data) {
+    const float rounded = Bf16ToFloat(FloatToBf16(value));
+    EXPECT_LE(std::fabs(rounded - value), std::fabs(value) * 0x1.0p-8) << value;
+  }
+}
+
+TEST(Bf16Test, BytesAreLittleEndianPairs) {
+  const std::string bytes = Bf16Bytes({1.0f, -2.0f});
+  ASSERT_EQ(bytes.size(), 4u);
+  EXPECT_EQ(static_cast<uint8_t>(bytes[0]), 0x80);
+  EXPECT_EQ(static_cast<uint8_t>(bytes[1]), 0x3f);
+  EXPECT_EQ(static_cast<uint8_t>(bytes[2]), 0x00);
+  EXPECT_EQ(static_cast<uint8_t>(bytes[3]), 0xc0);
+}
+
+TEST(MakeLoadRequestTest, ForwardFp32) {
+  LoadRequestSpec spec;
+  spec.batch = 3;
+  spec.in_features = 5;
+  spec.out_features = 2;
+  spec.seed = 11;
+  absl::StatusOr<inference::ModelInferRequest> request = MakeLoadRequest(spec);
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->model_name(), "linear_relu");
+  EXPECT_EQ(request->id(), "");
+  ASSERT_EQ(request->inputs_size(), 1);
+  EXPECT_EQ(request->inputs(0).name(), "x");
+  EXPECT_EQ(request->inputs(0).datatype(), "FP32");
+  EXPECT_THAT(request->inputs(0).shape(), ElementsAre(3, 5));
+  EXPECT_EQ(request->outputs_size(), 0);
+  const Tensor x = *RandomNormalTensor({3, 5}, 11);
+  EXPECT_EQ(request->raw_input_contents(0),
+            std::string(reinterpret_cast<const char*>(x.data.data()),
+                        x.data.size() * sizeof(float)));
+  EXPECT_EQ(ExpectedOutputs(spec), 1);
+}
+
+TEST(MakeLoadRequestTest, GradBf16) {
+  LoadRequestSpec spec;
+  spec.batch = 2;
+  spec.in_features = 4;
+  spec.out_features = 3;
+  spec.grad = true;
+  spec.dtype = WireType::kBf16;
+  spec.seed = 1;
+  absl::StatusOr<inference::ModelInferRequest> request = MakeLoadRequest(spec);
+  ASSERT_TRUE(request.ok()) << request.status();
+  ASSERT_EQ(request->inputs_size(), 2);
+  EXPECT_EQ(request->inputs(0).datatype(), "BF16");
+  EXPECT_EQ(request->inputs(1).name(), "grad_y");
+  EXPECT_EQ(request->inputs(1).datatype(), "BF16");
+  EXPECT_THAT(request->inputs(1).shape(), ElementsAre(2, 3));
+  EXPECT_EQ(request->raw_input_contents(0),
+            Bf16Bytes(RandomNormalTensor({2, 4}, 1)->data));
+  EXPECT_EQ(request->raw_input_contents(1),
+            Bf16Bytes(RandomNormalTensor({2, 3}, 2)->data));
+  ASSERT_EQ(request->outputs_size(), 4);
+  EXPECT_EQ(request->outputs(0).name(), "y");
+  EXPECT_EQ(request->outputs(1).name(), "grad_x");
+  EXPECT_EQ(request->outputs(2).name(), "grad_weight");
+  EXPECT_EQ(request->outputs(3).name(), "grad_bias");
+  EXPECT_EQ(ExpectedOutputs(spec), 4);
+}
+
+TEST(MakeLoadRequestTest, RefusesEmptyShapes) {
+  LoadRequestSpec spec;
+  spec.batch = 0;
+  spec.in_features = 4;
+  EXPECT_FALSE(MakeLoadRequest(spec).ok());
+}
+
+std::string Flatten(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  EXPECT_TRUE(buffer.Dump(&slices).ok());
+  std::string out;
+  for (const grpc::Slice& slice : slices) {
+    out.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return out;
+}
+
+TEST(RequestWithIdTest, AppendedIdFieldSetsTheId) {
+  LoadRequestSpec spec;
+  spec.in_features = 8;
+  inference::ModelInferRequest request = *MakeLoadRequest(spec);
+  request.set_id("stale");  // the appended field must win
+  const grpc::Slice body(request.SerializeAsString());
+  for (uint64_t id : {uint64_t{0}, uint64_t{7}, uint64_t{123456789012345}}) {
+    inference::ModelInferRequest parsed;
+    ASSERT_TRUE(parsed.ParseFromString(Flatten(RequestWithId(body, id))));
+    EXPECT_EQ(parsed.id(), std::to_string(id));
+    EXPECT_EQ(parsed.raw_input_contents(0), request.raw_input_contents(0));
+    EXPECT_EQ(parsed.inputs(0).name(), "x");
+  }
+}
+
+// `bytes` as a ByteBuffer of small slices, as gRPC may deliver it.
+grpc::ByteBuffer Chopped(const std::string& bytes, size_t piece) {
+  std::vector<grpc::Slice> slices;
+  for (size_t at = 0; at < bytes.size(); at += piece) {
+    slices.emplace_back(bytes.substr(at, piece));
+  }
+  return grpc::ByteBuffer(slices.data(), slices.size());
+}
+
+inference::ModelInferResponse Response(int outputs, const std::string& id) {
+  inference::ModelInferResponse response;
+  response.set_model_name("linear_relu");
+  response.set_model_version("1");
+  response.set_id(id);
+  for (int i = 0; i < outputs; ++i) {
+    auto* output = response.add_outputs();
+    output->set_name("out" + std::to_string(i));
+    output->set_datatype("FP32");
+    output->add_shape(100);
+    response.add_raw_output_contents(std::string(400 + i, '\x01'));
+  }
+  (*response.mutable_parameters())["p"].set_int64_param(3);
+  return response;
+}
+
+TEST(ScanResponseTest, InferResponse) {
+  const std::string bytes = Response(4, "42").SerializeAsString();
+  for (size_t piece : {size_t{7}, size_t{64}, bytes.size()}) {
+    grpc::ByteBuffer buffer = Chopped(bytes, piece);
+    const ScannedResponse scanned = ScanResponse(buffer, /*stream=*/false);
+    EXPECT_TRUE(scanned.parsed);
+    EXPECT_EQ(scanned.id, "42");
+    EXPECT_EQ(scanned.outputs, 4);
+    EXPECT_EQ(scanned.raw_outputs, 4);
+    EXPECT_EQ(scanned.raw_bytes, 400 + 401 + 402 + 403);
+    EXPECT_EQ(scanned.error_message, "");
+  }
+}
+
+TEST(ScanResponseTest, StreamResponse) {
+  inference::ModelStreamInferResponse ok;
+  *ok.mutable_infer_response() = Response(1, "9");
+  grpc::ByteBuffer buffer = Chopped(ok.SerializeAsString(), 5);
+  ScannedResponse scanned = ScanResponse(buffer, /*stream=*/true);
+  EXPECT_TRUE(scanned.parsed);
+  EXPECT_EQ(scanned.id, "9");
+  EXPECT_EQ(scanned.outputs, 1);
+  EXPECT_EQ(scanned.raw_outputs, 1);
+
+  inference::ModelStreamInferResponse failed;
+  failed.set_error_message("INVALID_ARGUMENT: input 'x': bad");
+  buffer = Chopped(failed.SerializeAsString(), 1000);
+  scanned = ScanResponse(buffer, /*stream=*/true);
+  EXPECT_TRUE(scanned.parsed);
+  EXPECT_EQ(scanned.error_message, "INVALID_ARGUMENT: input 'x': bad");
+  EXPECT_EQ(scanned.outputs, 0);
+}
+
+TEST(ScanResponseTest, TruncatedIsNotParsed) {
+  const std::string bytes = Response(2, "1").SerializeAsString();
+  grpc::ByteBuffer buffer = Chopped(bytes.substr(0, bytes.size() - 10), 100);
+  EXPECT_FALSE(ScanResponse(buffer, /*stream=*/false).parsed);
+}
+
+TEST(ScanResponseTest, EmptyIsAnEmptyMessage) {
+  grpc::ByteBuffer buffer;
+  const ScannedResponse scanned = ScanResponse(buffer, /*stream=*/false);
+  EXPECT_TRUE(scanned.parsed);
+  EXPECT_EQ(scanned.outputs, 0);
+}
+
+TEST(StreamErrorCodeTest, LeadingCodeName) {
+  EXPECT_EQ(StreamErrorCode("INVALID_ARGUMENT: input 'x'"), "INVALID_ARGUMENT");
+  EXPECT_EQ(StreamErrorCode("UNAVAILABLE: queue full"), "UNAVAILABLE");
+  EXPECT_EQ(StreamErrorCode("in ensemble: failed"), "UNKNOWN");
+  EXPECT_EQ(StreamErrorCode(""), "UNKNOWN");
+}
+
+}  // namespace
+}  // namespace reluserve
