@@ -1,0 +1,379 @@
+#!/usr/bin/python3
+"""Runs ReluServe's benchmarks side by side and writes docs/benchmarks.md.
+
+1. Core: reluserve-core-bench (Google Benchmark): the raw oneDNN primitive vs
+   LinearRelu, forward and forward+backward, N in {1, 32, 100, 256, 1024},
+   1 and 2 OpenMP threads.
+2. Transport floor: reluserve-echo-server (same bytes, no compute, same
+   allocator settings) vs reluserve-server, both driven by reluserve-load in
+   the same run: concurrency 1, and 8 in flight over 8 channels.
+3. Dynamic batching: N=1 requests at concurrency 32 on a K=M=2048 model, with
+   batching off and on.
+4. BF16 on the wire: N=100 forward at concurrency 8, FP32 vs BF16.
+
+Every server runs on 127.0.0.1 on a free port and is stopped at the end.
+CPU time per request comes from /proc (servers) and wait4 (the load
+generator). Usage: scripts/bench.sh [--quick]
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SHAPES = [  # (label, N, grad)
+    ("N=1 forward", 1, False),
+    ("N=1 forward+backward", 1, True),
+    ("N=100 forward", 100, False),
+    ("N=100 forward+backward", 100, True),
+]
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class Server:
+    """A server binary on 127.0.0.1:<free port>, stopped with SIGTERM."""
+
+    def __init__(self, binary, args):
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="bench-server-")
+        self.process = subprocess.Popen(
+            [binary, "--host", "127.0.0.1", "--port", "0", *args],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        self.port = None
+        while self.port is None:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"{binary} did not start:\n{self.log.read()}")
+            time.sleep(0.05)
+            self.log.seek(0)
+            match = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.log.read())
+            if match:
+                self.port = int(match.group(1))
+
+    @property
+    def target(self):
+        return f"127.0.0.1:{self.port}"
+
+    def cpu(self):
+        return cpu_seconds(self.process.pid)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def run_load(load, server, args, plot=None):
+    """One reluserve-load run; returns (steps, load CPU s, server CPU s)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        command = [load, "--target", server.target, "--quiet", "--json",
+                   out.name, *args]
+        if plot:
+            command += ["--plot", plot]
+        server_cpu = server.cpu()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(process.pid, 0)
+        server_cpu = server.cpu() - server_cpu
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"{' '.join(command)} failed")
+        steps = json.load(open(out.name))["steps"]
+        return steps, usage.ru_utime + usage.ru_stime, server_cpu
+
+
+def core_bench(binary, quick):
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        args = [binary, "--benchmark_format=console",
+                f"--benchmark_out={out.name}", "--benchmark_out_format=json"]
+        if quick:
+            args.append("--benchmark_min_time=0.05")
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+        data = json.load(open(out.name))
+    times = {}  # (kind, pass, N, omp) -> median microseconds
+    for entry in data["benchmarks"]:
+        if entry.get("run_type") == "aggregate" and \
+                entry.get("aggregate_name") != "median":
+            continue
+        match = re.match(r"(Raw|LinearRelu)/(Forward|ForwardBackward)/N:(\d+)/omp:(\d+)",
+                         entry["name"])
+        if not match:
+            continue
+        key = (match.group(1), match.group(2), int(match.group(3)),
+               int(match.group(4)))
+        scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3}[entry.get("time_unit", "ns")]
+        times.setdefault(key, []).append(entry["real_time"] * scale)
+    return {key: sorted(values)[len(values) // 2] for key, values in times.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--build", default="build/release")
+    parser.add_argument("--out", default="docs/benchmarks.md")
+    parser.add_argument("--quick", action="store_true",
+                        help="short runs, for trying the script")
+    options = parser.parse_args()
+    b = options.build
+    server_bin = f"{b}/server/reluserve-server"
+    echo_bin = f"{b}/bench/reluserve-echo-server"
+    load_bin = f"{b}/client/reluserve-load"
+    core_bin = f"{b}/bench/reluserve-core-bench"
+    duration = "1" if options.quick else "5"
+    warmup = "0.5" if options.quick else "1"
+    docs = os.path.dirname(options.out) or "."
+    os.makedirs(docs, exist_ok=True)
+    report = {"duration": duration}
+
+    print("core benchmark ...", file=sys.stderr)
+    core = core_bench(core_bin, options.quick)
+    report["core"] = core
+
+    print("transport floor vs server ...", file=sys.stderr)
+    transport = {}
+    servers = {"echo": Server(echo_bin, []), "reluserve": Server(server_bin, [])}
+    try:
+        for label, n, grad in SHAPES:
+            for concurrency, channels in ((1, 1), (8, 8)):
+                for name, server in servers.items():
+                    args = ["--batch", str(n), "--concurrency", str(concurrency),
+                            "--channels", str(channels), "--duration", duration,
+                            "--warmup", warmup] + (["--grad"] if grad else [])
+                    steps, load_cpu, server_cpu = run_load(load_bin, server, args)
+                    step = steps[0]
+                    transport[(label, concurrency, name)] = {
+                        "rps": step["requests_per_second"],
+                        "p50": step["latency_ms"]["p50"],
+                        "p99": step["latency_ms"]["p99"],
+                        "errors": step["errors"],
+                        # Warm-up requests burn CPU too; count them in.
+                        "cpu_per_request": (load_cpu + server_cpu) /
+                        max(1, step["requests"] * (1 + float(warmup) /
+                                                   float(duration))),
+                    }
+    finally:
+        for server in servers.values():
+            server.stop()
+    report["transport"] = transport
+
+    print("round trips through reluserve-client ...", file=sys.stderr)
+    client_bin = f"{b}/client/reluserve-client"
+    round_trips = {}
+    server = Server(server_bin, [])
+    try:
+        for label, n, grad in SHAPES:
+            output = subprocess.run(
+                [client_bin, "infer", "--target", server.target, "--batch",
+                 str(n), "--repeat", "100" if options.quick else "300"]
+                + (["--grad"] if grad else []),
+                check=True, capture_output=True, text=True).stdout
+            match = re.search(r"median ([0-9.]+) +p90 ([0-9.]+) +min ([0-9.]+)"
+                              r" +max ([0-9.]+)", output)
+            round_trips[label] = [float(v) for v in match.groups()]
+    finally:
+        server.stop()
+    report["round_trips"] = round_trips
+
+    print("dynamic batching ...", file=sys.stderr)
+    batching = {}
+    for name, extra in (("off", ["--compute-threads", "1"]),
+                        ("on", ["--compute-threads", "1",
+                                "--max-batch-delay-us", "2000",
+                                "--preferred-batch-size", "32"])):
+        server = Server(server_bin, ["--in-features", "2048", "--out-features",
+                                     "2048", *extra])
+        try:
+            steps, _, _ = run_load(load_bin, server, [
+                "--batch", "1", "--concurrency", "32", "--channels", "4",
+                "--duration", duration, "--warmup", warmup])
+        finally:
+            server.stop()
+        batching[name] = steps[0]
+    report["batching"] = batching
+
+    print("BF16 on the wire ...", file=sys.stderr)
+    bf16 = {}
+    server = Server(server_bin, [])
+    try:
+        for dtype in ("fp32", "bf16"):
+            steps, _, _ = run_load(load_bin, server, [
+                "--batch", "100", "--concurrency", "8", "--channels", "8",
+                "--duration", duration, "--warmup", warmup, "--dtype", dtype])
+            bf16[dtype] = steps[0]
+    finally:
+        server.stop()
+    report["bf16"] = bf16
+
+    print("concurrency sweep plot ...", file=sys.stderr)
+    server = Server(server_bin, [])
+    try:
+        run_load(load_bin, server, [
+            "--batch", "100", "--concurrency", "1,2,4,8,16", "--channels", "8",
+            "--duration", duration, "--warmup", warmup],
+            plot=os.path.join(docs, "latency_vs_throughput_n100_forward.png"))
+    finally:
+        server.stop()
+
+    write_markdown(report, options.out, " ".join(sys.argv[1:]))
+    print(f"wrote {options.out}", file=sys.stderr)
+
+
+def machine_line():
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    family = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    fam = re.search(r"CPU family:\s+(\d+)", family)
+    mod = re.search(r"Model:\s+(\d+)", family)
+    return (f"{os.cpu_count()} vCPUs, {model}"
+            + (f" (family {fam.group(1)}, model {mod.group(1)})" if fam and mod else "")
+            + f", {time.strftime('%Y-%m-%d')}")
+
+
+def write_markdown(report, path, args):
+    core = report["core"]
+    lines = []
+    add = lines.append
+    add("# Benchmarks")
+    add("")
+    add(f"Written by `scripts/bench.sh{(' ' + args) if args else ''}` "
+        f"({report['duration']} s per load step) on {machine_line()}. "
+        "The machine is shared and noisy; every comparison below ran side by "
+        "side in one run, and the ratios are what to read.")
+    add("")
+    add("## Round trip through `reluserve-client`")
+    add("")
+    add("What a person sees from the CLI: `reluserve-client infer --repeat R` "
+        "against a local `reluserve-server` (defaults), one call in flight; "
+        "the RPC alone is timed. The first call of each row builds that batch "
+        "size's primitives and shows up in max.")
+    add("")
+    add("| call | median ms | p90 ms | min ms | max ms |")
+    add("|---|---|---|---|---|")
+    for label, (median, p90, low, high) in report["round_trips"].items():
+        add(f"| {label} | {median:.3f} | {p90:.3f} | {low:.3f} | {high:.3f} |")
+    add("")
+    add("## Core: LinearRelu vs the raw oneDNN primitive")
+    add("")
+    add("Median µs per call (`reluserve-core-bench`, K=3072, M=100). Raw: a "
+        "hand-written oneDNN program (fused ReLU post-op, memory objects made "
+        "once). LinearRelu: our wrapper (per-call memory wrapping, user "
+        "scratchpad, NaN-preserving ReLU pass). Target: ratio ≥ 0.95.")
+    add("")
+    add("| pass | N | omp | raw µs | LinearRelu µs | GFLOP/s (ours) | ratio raw/ours |")
+    add("|---|---|---|---|---|---|---|")
+    for pass_name in ("Forward", "ForwardBackward"):
+        for omp in (1, 2):
+            for n in (1, 32, 100, 256, 1024):
+                raw = core.get(("Raw", pass_name, n, omp))
+                ours = core.get(("LinearRelu", pass_name, n, omp))
+                if raw is None or ours is None:
+                    continue
+                flops = 2 * n * 3072 * 100 * (3 if pass_name != "Forward" else 1)
+                add(f"| {pass_name} | {n} | {omp} | {raw:.1f} | {ours:.1f} | "
+                    f"{flops / ours / 1e3:.1f} | {raw / ours:.3f} |")
+    add("")
+    add("## Serving path vs the transport floor")
+    add("")
+    add("`reluserve-load` against `reluserve-echo-server` (answers with the "
+        "same bytes, no compute, same allocator settings) and against "
+        "`reluserve-server` (defaults: inline compute, 1 OpenMP thread). "
+        "Compute is LinearRelu's median at 1 thread from the table above.")
+    add("")
+    add("Concurrency 1. Target: server p50 ≤ 1.15 × (floor p50 + compute), "
+        "1.25 × for N=1 forward.")
+    add("")
+    add("| shape | floor p50 ms | compute ms | server p50 ms | server / (floor + compute) | target |")
+    add("|---|---|---|---|---|---|")
+    t = report["transport"]
+    for label, n, grad in SHAPES:
+        floor = t[(label, 1, "echo")]
+        served = t[(label, 1, "reluserve")]
+        compute = core.get(("LinearRelu", "ForwardBackward" if grad else "Forward", n, 1), 0) / 1e3
+        ratio = served["p50"] / (floor["p50"] + compute)
+        target = 1.25 if (n == 1 and not grad) else 1.15
+        add(f"| {label} | {floor['p50']:.3f} | {compute:.3f} | {served['p50']:.3f} | "
+            f"{ratio:.2f} | {'met' if ratio <= target else 'missed'} (≤ {target}) |")
+    add("")
+    add("Concurrency 8 over 8 channels. Ceiling = 2 cores ÷ (floor CPU time per "
+        "request, client + server, + compute). Target: server req/s ≥ 0.85 × "
+        "ceiling.")
+    add("")
+    add("| shape | floor req/s | floor CPU µs/req | ceiling req/s | server req/s | server p99 ms | server / ceiling | target |")
+    add("|---|---|---|---|---|---|---|---|")
+    for label, n, grad in SHAPES:
+        floor = t[(label, 8, "echo")]
+        served = t[(label, 8, "reluserve")]
+        compute = core.get(("LinearRelu", "ForwardBackward" if grad else "Forward", n, 1), 0) / 1e6
+        ceiling = 2.0 / (floor["cpu_per_request"] + compute)
+        ratio = served["rps"] / ceiling
+        add(f"| {label} | {floor['rps']:.0f} | {floor['cpu_per_request'] * 1e6:.0f} | "
+            f"{ceiling:.0f} | {served['rps']:.0f} | {served['p99']:.2f} | {ratio:.2f} | "
+            f"{'met' if ratio >= 0.85 else 'missed'} (≥ 0.85) |")
+    errors = sum(v["errors"] for v in t.values())
+    add("")
+    add(f"Errors across all transport runs: {errors}.")
+    add("")
+    add("## Dynamic batching")
+    add("")
+    add("N=1 forward requests, 32 in flight over 4 channels, on a K=M=2048 "
+        "model; `--compute-threads 1`, batching `--max-batch-delay-us 2000 "
+        "--preferred-batch-size 32` vs off. Target: ≥ 2× the rows/s, p99 ≤ "
+        "delay + one batch compute.")
+    add("")
+    add("| batching | rows/s | p50 ms | p99 ms | requests per execution | mean compute per execution µs |")
+    add("|---|---|---|---|---|---|")
+    for name in ("off", "on"):
+        step = report["batching"][name]
+        server = step.get("server", {})
+        add(f"| {name} | {step['rows_per_second']:.0f} | {step['latency_ms']['p50']:.2f} | "
+            f"{step['latency_ms']['p99']:.2f} | {server.get('requests_per_execution', 0):.1f} | "
+            f"{server.get('compute_infer_us', 0):.0f} |")
+    off, on = report["batching"]["off"], report["batching"]["on"]
+    gain = on["rows_per_second"] / max(1e-9, off["rows_per_second"])
+    bound = 2.0 + on.get("server", {}).get("compute_infer_us", 0) / 1e3
+    add("")
+    add(f"Rows/s with batching: {gain:.2f}× ({'met' if gain >= 2 else 'missed'}, ≥ 2×). "
+        f"p99 {on['latency_ms']['p99']:.2f} ms vs delay + one batch compute "
+        f"{bound:.2f} ms ({'met' if on['latency_ms']['p99'] <= bound else 'missed'}).")
+    add("")
+    add("## BF16 on the wire")
+    add("")
+    add("N=100 forward, 8 in flight over 8 channels. Target: BF16 req/s ≥ 1.5× FP32.")
+    add("")
+    add("| dtype | req/s | p50 ms | p99 ms |")
+    add("|---|---|---|---|")
+    for dtype in ("fp32", "bf16"):
+        step = report["bf16"][dtype]
+        add(f"| {dtype.upper()} | {step['requests_per_second']:.0f} | "
+            f"{step['latency_ms']['p50']:.2f} | {step['latency_ms']['p99']:.2f} |")
+    ratio = report["bf16"]["bf16"]["requests_per_second"] / max(
+        1e-9, report["bf16"]["fp32"]["requests_per_second"])
+    add("")
+    add(f"BF16 / FP32: {ratio:.2f}× ({'met' if ratio >= 1.5 else 'missed'}, ≥ 1.5×).")
+    add("")
+    add("## Latency vs throughput")
+    add("")
+    add("N=100 forward, concurrency 1–16 over 8 channels:")
+    add("")
+    add("![latency vs throughput](latency_vs_throughput_n100_forward.png)")
+    add("")
+    with open(path, "w") as out:
+        out.write("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
