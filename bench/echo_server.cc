@@ -9,7 +9,6 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <malloc.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -25,7 +24,9 @@
 #include <utility>
 
 #include "grpc_service.grpc.pb.h"
+#include "server/service/allocator_tuning.h"
 #include "server/service/model_config.h"
+#include "server/service/server.h"
 #include "spdlog/spdlog.h"
 
 namespace {
@@ -40,41 +41,9 @@ struct Flags {
   int64_t max_batch = 4096;
 };
 
-// As reluserve-server (server/main.cc): keep megabyte buffers in the heap
-// between calls. An untuned floor pays page faults on every call and would
-// flatter the server it is compared with.
-void KeepLargeBuffersAcrossCalls() {
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 512 << 20);
-}
-
-// The message limits of server/service/server.cc (MaxReceiveBytes,
-// MaxSendBytes), restated so that this floor builds without the service
-// library; keep the two in step.
-constexpr int64_t kEnvelopeBytes = 1 << 20;
-
-int ClampToInt(int64_t bytes) {
-  return static_cast<int>(std::min<int64_t>(bytes, INT_MAX));
-}
-
-int MaxReceiveBytes(const ModelConfig& model) {
-  const int64_t tensors =
-      model.max_batch * (model.in_features + model.out_features) * 4;
-  return ClampToInt(tensors + kEnvelopeBytes);
-}
-
-int MaxSendBytes(const ModelConfig& model) {
-  const int64_t per_row = (model.in_features + model.out_features) * 4;
-  const int64_t per_model = (model.in_features + 1) * model.out_features * 4;
-  return ClampToInt(model.max_batch * per_row + per_model + kEnvelopeBytes);
-}
-
-std::string HostPort(const std::string& host, int port) {
-  const bool bare_ipv6 =
-      host.find(':') != std::string::npos && host.front() != '[';
-  return bare_ipv6 ? "[" + host + "]:" + std::to_string(port)
-                   : host + ":" + std::to_string(port);
-}
+using reluserve::HostPort;
+using reluserve::MaxReceiveBytes;
+using reluserve::MaxSendBytes;
 
 grpc::Status InvalidArgument(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "echo: " + message);
@@ -374,7 +343,9 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  KeepLargeBuffersAcrossCalls();
+  // The same allocator settings as reluserve-server: an untuned floor pays
+  // page faults on every call and would flatter the server.
+  reluserve::KeepLargeBuffersAcrossCalls();
 
   ModelConfig model;
   model.in_features = flags.in_features;

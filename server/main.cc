@@ -1,6 +1,5 @@
 // reluserve-server: flags → weights → LinearRelu → Server, until SIGINT or
 // SIGTERM, then a graceful drain.
-#include <malloc.h>
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +13,7 @@
 #include "dnnl.hpp"
 #include "server/core/linear_relu.h"
 #include "server/core/weights.h"
+#include "server/service/allocator_tuning.h"
 #include "server/service/server.h"
 #include "spdlog/spdlog.h"
 
@@ -35,14 +35,6 @@ struct Flags {
   int64_t max_queue_size = 256;
   double drain_seconds = 10.0;
 };
-
-// Keep megabyte tensor buffers in the heap between calls: by default glibc
-// returns them to the kernel after each request and faults them in again on
-// the next (hundreds of page faults per call, measured).
-void KeepLargeBuffersAcrossCalls() {
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 512 << 20);
-}
 
 }  // namespace
 
@@ -123,7 +115,7 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  KeepLargeBuffersAcrossCalls();
+  reluserve::KeepLargeBuffersAcrossCalls();
 
   absl::StatusOr<reluserve::LinearWeights> weights =
       absl::InternalError("not loaded");

@@ -21,6 +21,8 @@ int ClampToInt(int64_t bytes) {
   return static_cast<int>(std::min<int64_t>(bytes, INT_MAX));
 }
 
+}  // namespace
+
 std::string HostPort(const std::string& host, int port) {
   // IPv6 literals need brackets in a gRPC address.
   const bool bare_ipv6 =
@@ -28,8 +30,6 @@ std::string HostPort(const std::string& host, int port) {
   return bare_ipv6 ? absl::StrCat("[", host, "]:", port)
                    : absl::StrCat(host, ":", port);
 }
-
-}  // namespace
 
 int MaxReceiveBytes(const ModelConfig& model) {
   const int64_t tensors =

@@ -67,6 +67,9 @@ class Server {
   std::once_flag shutdown_once_;
 };
 
+// "host:port" for gRPC, with brackets around an IPv6 literal.
+std::string HostPort(const std::string& host, int port);
+
 // Message limits that fit the largest batch of `model`, with room for the
 // protocol's own fields.
 int MaxReceiveBytes(const ModelConfig& model);

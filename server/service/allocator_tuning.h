@@ -1,0 +1,14 @@
+#ifndef RELUSERVE_SERVER_SERVICE_ALLOCATOR_TUNING_H_
+#define RELUSERVE_SERVER_SERVICE_ALLOCATOR_TUNING_H_
+
+namespace reluserve {
+
+// Keeps megabyte tensor buffers in the heap between calls. By default glibc
+// returns them to the kernel after each request and faults them in again on
+// the next (hundreds of page faults per call, measured). Call once at
+// start-up, before serving.
+void KeepLargeBuffersAcrossCalls();
+
+}  // namespace reluserve
+
+#endif  // RELUSERVE_SERVER_SERVICE_ALLOCATOR_TUNING_H_
