@@ -34,32 +34,7 @@ ATOL = 1e-5
 OUTPUTS = ("y", "grad_x", "grad_weight", "grad_bias")
 
 
-def make_weights():
-    rng = np.random.default_rng(0xC11)
-    w = (rng.standard_normal((M, K)) * np.sqrt(2.0 / K)).astype(np.float32)
-    b = (rng.standard_normal(M) * 0.1).astype(np.float32)
-    return w, b
-
-
-W, B = make_weights()
-
-
-def reference(x, w, b, grad_y, y_server=None):
-    """Float64 reference (API.md). Where fp32 cannot decide the sign of a
-    pre-activation, the ReLU mask follows the server's y."""
-    x64 = np.asarray(x, np.float64).reshape(x.shape[0], -1)
-    w64 = np.asarray(w, np.float64)
-    b64 = np.asarray(b, np.float64)
-    pre = x64 @ w64.T + b64
-    y = np.maximum(pre, 0.0)
-    mask = pre > 0
-    if y_server is not None:
-        scale = np.abs(x64) @ np.abs(w64).T + np.abs(b64)
-        ambiguous = np.abs(pre) <= 1e-5 * scale
-        mask = np.where(ambiguous, np.asarray(y_server).reshape(mask.shape) > 0, mask)
-    g = np.asarray(grad_y, np.float64) * mask
-    return {"y": y, "grad_x": (g @ w64).reshape(x.shape), "grad_weight": g.T @ x64,
-            "grad_bias": g.sum(axis=0)}
+W, B = sp.make_weights(0xC11, K, M)
 
 
 class CliSmokeTest(unittest.TestCase):
@@ -143,7 +118,7 @@ class CliSmokeTest(unittest.TestCase):
         self.assertEqual(out["grad_x"].shape, x.shape)
         self.assertEqual(out["grad_weight"].shape, (M, K))
         self.assertEqual(out["grad_bias"].shape, (M,))
-        ref = reference(x, W, B, gy, y_server=out["y"])
+        ref = dict(zip(OUTPUTS, sp.reference(x, W, B, gy, y_server=out["y"])))
         for name in OUTPUTS:
             self.assertClose(name, out[name], ref[name])
 

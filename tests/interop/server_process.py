@@ -333,3 +333,33 @@ def parse_cli(argv, need_client=False):
                          f"[unittest args]\nmissing: {', '.join(missing)}\n")
         sys.exit(2)
     return args, [argv[0], *rest]
+
+
+def make_weights(seed, k, m):
+    """He-normal weight [m, k] and small random bias [m], float32."""
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((m, k)) * np.sqrt(2.0 / k)).astype(np.float32)
+    b = (rng.standard_normal(m) * 0.1).astype(np.float32)
+    return w, b
+
+
+def reference(x, w, b, grad_y=None, y_server=None):
+    """Float64 reference of API.md. `x` of any shape [N, ...] with K values
+    per row. Returns (y, grad_x, grad_weight, grad_bias); the gradients are
+    None without grad_y. Where the pre-activation is so close to 0 that fp32
+    cannot decide its sign, the ReLU mask follows the server's y (if given)."""
+    x64 = np.asarray(x, np.float64).reshape(x.shape[0], -1)
+    w64 = np.asarray(w, np.float64)
+    b64 = np.asarray(b, np.float64)
+    pre = x64 @ w64.T + b64
+    y = np.maximum(pre, 0.0)
+    if grad_y is None:
+        return y, None, None, None
+    mask = pre > 0
+    if y_server is not None:
+        scale = np.abs(x64) @ np.abs(w64).T + np.abs(b64)
+        ambiguous = np.abs(pre) <= 1e-5 * scale
+        mask = np.where(ambiguous, np.asarray(y_server).reshape(mask.shape) > 0, mask)
+    g = np.asarray(grad_y, np.float64) * mask
+    grad_x = (g @ w64).reshape(x.shape)
+    return y, grad_x, g.T @ x64, g.sum(axis=0)
