@@ -16,16 +16,15 @@
 #include <chrono>
 #include <climits>
 #include <cstdint>
-#include <deque>
 #include <initializer_list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 
 #include "grpc_service.grpc.pb.h"
 #include "server/service/allocator_tuning.h"
 #include "server/service/model_config.h"
+#include "server/service/ordered_stream.h"
 #include "server/service/server.h"
 #include "spdlog/spdlog.h"
 
@@ -143,84 +142,6 @@ grpc::Status Echo(const inference::ModelInferRequest& request,
   return grpc::Status::OK;
 }
 
-// One ModelStreamInfer stream: one response message per request message, in
-// order (Triton's shapes; a failed request yields error_message and the
-// stream stays open). Reading continues while earlier answers are written.
-class EchoStream final
-    : public grpc::ServerBidiReactor<inference::ModelInferRequest,
-                                     inference::ModelStreamInferResponse> {
- public:
-  explicit EchoStream(const ModelConfig* model) : model_(model) {
-    StartRead(&incoming_);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      std::unique_lock<std::mutex> lock(mutex_);
-      reads_done_ = true;
-      Advance(lock);
-      return;
-    }
-    auto reply = std::make_unique<inference::ModelStreamInferResponse>();
-    const grpc::Status status =
-        Echo(incoming_, *model_, *reply->mutable_infer_response());
-    if (!status.ok()) {
-      reply->clear_infer_response();
-      reply->set_error_message(status.error_message());
-    }
-    {
-      // Queued before the next read starts, so replies keep request order.
-      std::unique_lock<std::mutex> lock(mutex_);
-      if (!broken_) replies_.push_back(std::move(reply));
-      Advance(lock);
-    }
-    StartRead(&incoming_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::unique_lock<std::mutex> lock(mutex_);
-    replies_.pop_front();
-    writing_ = false;
-    if (!ok) {
-      broken_ = true;
-      replies_.clear();
-    }
-    Advance(lock);
-  }
-
-  void OnDone() override { delete this; }
-
- private:
-  // Starts the next write or finishes the stream; the gRPC call is made
-  // after unlocking, since its reaction may run at once on another thread.
-  void Advance(std::unique_lock<std::mutex>& lock) {
-    inference::ModelStreamInferResponse* to_write = nullptr;
-    bool finish = false;
-    if (!writing_ && !replies_.empty()) {
-      writing_ = true;
-      to_write = replies_.front().get();
-    } else if (reads_done_ && !writing_ && replies_.empty() && !finished_) {
-      finished_ = true;
-      finish = true;
-    }
-    const bool broken = broken_;
-    lock.unlock();
-    if (to_write != nullptr) StartWrite(to_write);
-    if (finish) Finish(broken ? grpc::Status::CANCELLED : grpc::Status::OK);
-  }
-
-  const ModelConfig* const model_;
-  inference::ModelInferRequest incoming_;  // only the read in progress
-  std::mutex mutex_;
-  // Oldest first; the front is being written while writing_ is set.
-  std::deque<std::unique_ptr<inference::ModelStreamInferResponse>>
-      replies_;              // guarded by mutex_
-  bool reads_done_ = false;  // guarded by mutex_
-  bool writing_ = false;     // guarded by mutex_
-  bool broken_ = false;      // guarded by mutex_
-  bool finished_ = false;    // guarded by mutex_
-};
-
 // ModelStatistics is left UNIMPLEMENTED: the floor has no phases to report.
 //
 // Thread safety: immutable after construction; gRPC calls it from many
@@ -290,7 +211,18 @@ class EchoService final
   grpc::ServerBidiReactor<inference::ModelInferRequest,
                           inference::ModelStreamInferResponse>*
   ModelStreamInfer(grpc::CallbackServerContext*) override {
-    return new EchoStream(&model_);
+    // The server's stream machinery, with the echo in place of inference.
+    const ModelConfig* model = &model_;
+    return new reluserve::OrderedStreamReactor(
+        [model](const inference::ModelInferRequest& request,
+                inference::ModelInferResponse& response,
+                reluserve::OrderedStreamReactor::Done done) {
+          const grpc::Status status = Echo(request, *model, response);
+          done(status.ok() ? absl::OkStatus()
+                           : absl::Status(static_cast<absl::StatusCode>(
+                                              status.error_code()),
+                                          status.error_message()));
+        });
   }
 
  private:

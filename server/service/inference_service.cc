@@ -1,13 +1,12 @@
 #include "server/service/inference_service.h"
 
 #include <chrono>
-#include <deque>
 #include <exception>
-#include <mutex>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/service/ordered_stream.h"
 #include "server/service/request_validation.h"
 #include "server/service/status_translation.h"
 
@@ -267,105 +266,16 @@ absl::Status InferenceService::PrepareJob(
   return absl::OkStatus();
 }
 
-// One ModelStreamInfer stream: every request message gets exactly one
-// response message, in request order; a failed request yields a response
-// with error_message and the stream stays open.
-class InferenceService::StreamReactor final
-    : public grpc::ServerBidiReactor<inference::ModelInferRequest,
-                                     inference::ModelStreamInferResponse> {
- public:
-  StreamReactor(InferenceService* service, grpc::CallbackServerContext* context)
-      : service_(service), deadline_(context->deadline()) {
-    StartRead(&incoming_);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      std::unique_lock<std::mutex> lock(mutex_);
-      reads_done_ = true;
-      Advance(lock);
-      return;
-    }
-    Slot* slot;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      slots_.push_back(std::make_unique<Slot>());
-      slot = slots_.back().get();
-      slot->request.Swap(&incoming_);
-      ++computing_;
-    }
-    service_->StartInference(slot->request,
-                             *slot->reply.mutable_infer_response(), deadline_,
-                             [this, slot](const absl::Status& status) {
-                               std::unique_lock<std::mutex> lock(mutex_);
-                               if (!status.ok()) {
-                                 slot->reply.clear_infer_response();
-                                 slot->reply.set_error_message(absl::StrCat(
-                                     absl::StatusCodeToString(status.code()),
-                                     ": ", status.message()));
-                               }
-                               slot->ready = true;
-                               --computing_;
-                               Advance(lock);
-                             });
-    StartRead(&incoming_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::unique_lock<std::mutex> lock(mutex_);
-    slots_.pop_front();
-    writing_ = false;
-    if (!ok) broken_ = true;
-    Advance(lock);
-  }
-
-  void OnDone() override { delete this; }
-
- private:
-  struct Slot {
-    inference::ModelInferRequest request;
-    inference::ModelStreamInferResponse reply;
-    bool ready = false;
-  };
-
-  // Starts the next write or finishes the stream, whichever is due. gRPC
-  // calls are made after unlocking: a reaction may run on another thread and
-  // take the lock meanwhile.
-  void Advance(std::unique_lock<std::mutex>& lock) {
-    inference::ModelStreamInferResponse* to_write = nullptr;
-    bool finish = false;
-    if (!writing_ && !broken_ && !slots_.empty() && slots_.front()->ready) {
-      writing_ = true;
-      to_write = &slots_.front()->reply;
-    } else if (reads_done_ && computing_ == 0 && !writing_ &&
-               (slots_.empty() || broken_) && !finished_) {
-      finished_ = true;
-      finish = true;
-    }
-    const bool broken = broken_;
-    lock.unlock();
-    if (to_write != nullptr) StartWrite(to_write);
-    if (finish) {
-      Finish(broken ? grpc::Status::CANCELLED : grpc::Status::OK);
-    }
-  }
-
-  InferenceService* const service_;
-  const std::chrono::system_clock::time_point deadline_;
-  inference::ModelInferRequest incoming_;  // only the read in progress
-  std::mutex mutex_;
-  std::deque<std::unique_ptr<Slot>> slots_;  // oldest first; guarded
-  int computing_ = 0;                        // guarded by mutex_
-  bool reads_done_ = false;                  // guarded by mutex_
-  bool writing_ = false;                     // guarded by mutex_
-  bool broken_ = false;                      // guarded by mutex_
-  bool finished_ = false;                    // guarded by mutex_
-};
-
 grpc::ServerBidiReactor<inference::ModelInferRequest,
                         inference::ModelStreamInferResponse>*
 InferenceService::ModelStreamInfer(grpc::CallbackServerContext* context) {
-  return new StreamReactor(this, context);
+  const auto deadline = context->deadline();
+  return new OrderedStreamReactor(
+      [this, deadline](const inference::ModelInferRequest& request,
+                       inference::ModelInferResponse& response,
+                       OrderedStreamReactor::Done done) {
+        StartInference(request, response, deadline, std::move(done));
+      });
 }
 
 }  // namespace reluserve

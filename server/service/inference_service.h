@@ -70,7 +70,6 @@ class InferenceService final
       inference::ModelStatisticsResponse* response) override;
 
  private:
-  class StreamReactor;
   using Done = std::function<void(const absl::Status&)>;
 
   // Validates `request`, lays out the outputs in `response` and submits the
