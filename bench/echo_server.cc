@@ -9,7 +9,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <signal.h>
+#include <string.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -26,6 +26,7 @@
 #include "server/service/model_config.h"
 #include "server/service/ordered_stream.h"
 #include "server/service/server.h"
+#include "server/service/stop_signals.h"
 #include "spdlog/spdlog.h"
 
 namespace {
@@ -270,11 +271,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   CLI11_PARSE(app, argc, argv);
 
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  reluserve::StopSignals stop_signals;  // before any thread starts
   // The same allocator settings as reluserve-server: an untuned floor pays
   // page faults on every call and would flatter the server.
   reluserve::KeepLargeBuffersAcrossCalls();
@@ -310,8 +307,7 @@ int main(int argc, char** argv) {
       model.max_batch, MaxReceiveBytes(model) >> 20, MaxSendBytes(model) >> 20);
   spdlog::info("listening on {}", HostPort(flags.host, port));
 
-  int received = 0;
-  sigwait(&stop_signals, &received);
+  const int received = stop_signals.Wait();
   spdlog::info("{} received: stopping", strsignal(received));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();

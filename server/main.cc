@@ -1,6 +1,6 @@
 // reluserve-server: flags → weights → LinearRelu → Server, until SIGINT or
 // SIGTERM, then a graceful drain.
-#include <signal.h>
+#include <string.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -15,6 +15,7 @@
 #include "server/core/weights.h"
 #include "server/service/allocator_tuning.h"
 #include "server/service/server.h"
+#include "server/service/stop_signals.h"
 #include "spdlog/spdlog.h"
 
 namespace {
@@ -108,13 +109,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Signals are taken by sigwait below, so every thread started from here
-  // on must inherit them blocked.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Before any thread starts, so that every thread inherits the mask.
+  reluserve::StopSignals stop_signals;
   reluserve::KeepLargeBuffersAcrossCalls();
 
   absl::StatusOr<reluserve::LinearWeights> weights =
@@ -186,8 +182,7 @@ int main(int argc, char** argv) {
   }
   spdlog::info("listening on {}", (*server)->address());
 
-  int received = 0;
-  sigwait(&stop_signals, &received);
+  const int received = stop_signals.Wait();
   spdlog::info("{} received: draining for up to {} s", strsignal(received),
                flags.drain_seconds);
   (*server)->Shutdown(
