@@ -147,10 +147,10 @@ grpc::Status Echo(const inference::ModelInferRequest& request,
 //
 // Thread safety: immutable after construction; gRPC calls it from many
 // threads at once.
-class EchoService final
-    : public inference::GRPCInferenceService::CallbackService {
+class EchoService final : public reluserve::OrderedStreamCallbackService {
  public:
-  explicit EchoService(ModelConfig model) : model_(std::move(model)) {}
+  explicit EchoService(reluserve::ModelConfig model)
+      : model_(std::move(model)) {}
 
   grpc::ServerUnaryReactor* ServerLive(
       grpc::CallbackServerContext* context, const inference::ServerLiveRequest*,
@@ -209,11 +209,12 @@ class EchoService final
     return FinishWith(context, Echo(*request, model_, *response));
   }
 
-  grpc::ServerBidiReactor<inference::ModelInferRequest,
-                          inference::ModelStreamInferResponse>*
-  ModelStreamInfer(grpc::CallbackServerContext*) override {
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ModelStreamInfer(
+      grpc::CallbackServerContext*) override {
     // The server's stream machinery, with the echo in place of inference.
-    const ModelConfig* model = &model_;
+    const reluserve::ModelConfig* model = &model_;
+    reluserve::OrderedStreamReactor::Options options;
+    options.max_reply_bytes = MaxSendBytes(model_);
     return new reluserve::OrderedStreamReactor(
         [model](const inference::ModelInferRequest& request,
                 inference::ModelInferResponse& response,
@@ -222,8 +223,10 @@ class EchoService final
           done(status.ok() ? absl::OkStatus()
                            : absl::Status(static_cast<absl::StatusCode>(
                                               status.error_code()),
-                                          status.error_message()));
-        });
+                                          status.error_message()),
+               nullptr);
+        },
+        options);
   }
 
  private:
@@ -244,7 +247,7 @@ class EchoService final
     for (int64_t dim : shape) tensor->add_shape(dim);
   }
 
-  const ModelConfig model_;
+  const reluserve::ModelConfig model_;
 };
 
 }  // namespace

@@ -23,18 +23,26 @@
 #include "client/npy.h"
 #include "client/stats.h"
 #include "client/tensor.h"
+#include "common/command_line.h"
 
 namespace reluserve {
 namespace {
 
-// Exit codes.
-constexpr int kOk = 0;
-constexpr int kFailed = 1;       // an RPC or a file failed; health: not ready
-constexpr int kUnreachable = 2;  // health only: ServerLive failed
+// Exit statuses (common/command_line.h): kExitOk; kExitFailed when an RPC
+// or a file failed, or (health) the server is not ready; kExitUsage; and
+// kExitUnreachable when no connection could be made.
+constexpr int kOk = kExitOk;
+constexpr int kFailed = kExitFailed;
+
+constexpr char kExitStatusFooter[] =
+    "Exit status: 0 success (health: live, ready and the model ready); 1 an "
+    "RPC or a file failed (health: not ready); 2 a wrong command line; 4 the "
+    "server could not be reached within --connect-timeout-ms.";
 
 struct CommonFlags {
   ClientOptions options;
   int64_t timeout_ms = 30000;
+  int64_t connect_timeout_ms = 1000;
 };
 
 struct InferFlags {
@@ -50,8 +58,11 @@ struct InferFlags {
 };
 
 void AddCommonFlags(CLI::App& command, CommonFlags& flags) {
-  command.add_option("--target", flags.options.target, "Server address")
+  command
+      .add_option("--target", flags.options.target,
+                  "Server address (environment: RELUSERVE_TARGET)")
       ->type_name("HOST:PORT")
+      ->envname("RELUSERVE_TARGET")
       ->capture_default_str();
   command.add_option("--model", flags.options.model_name, "Model name")
       ->capture_default_str();
@@ -61,6 +72,14 @@ void AddCommonFlags(CLI::App& command, CommonFlags& flags) {
       ->type_name("MS")
       ->check(CLI::Range(int64_t{1}, int64_t{24} * 3600 * 1000))
       ->capture_default_str();
+  command
+      .add_option("--connect-timeout-ms", flags.connect_timeout_ms,
+                  "How long to wait for the connection before giving up (0: "
+                  "no wait; the first RPC fails instead)")
+      ->type_name("MS")
+      ->check(CLI::Range(int64_t{0}, int64_t{24} * 3600 * 1000))
+      ->capture_default_str();
+  command.footer(kExitStatusFooter);
 }
 
 int Fail(const absl::Status& status, absl::string_view context = "") {
@@ -75,7 +94,7 @@ int RunHealth(const Client& client) {
     std::cerr << "unreachable: " << client.options().target << ": "
               << absl::StatusCodeToString(health.status().code()) << ": "
               << health.status().message() << "\n";
-    return kUnreachable;
+    return kExitUnreachable;
   }
   auto yes_no = [](bool value) { return value ? "true" : "false"; };
   absl::PrintF("live         %s\n", yes_no(health->live));
@@ -284,6 +303,17 @@ int RunInfer(const Client& client, InferFlags flags) {
     if (!status.ok()) return Fail(status);
   }
 
+  // Servers that state their batch limit (Triton's ModelConfig) let a batch
+  // that is too large be refused here with a clear message, rather than by
+  // gRPC's message size limit with a byte count.
+  if (absl::StatusOr<inference::ModelConfigResponse> config =
+          client.ModelConfig();
+      config.ok()) {
+    if (absl::Status fits = CheckBatchSize(inputs, config->config());
+        !fits.ok()) {
+      return Fail(fits);
+    }
+  }
   absl::StatusOr<inference::ModelInferRequest> request =
       client.MakeRequest(inputs);
   if (!request.ok()) return Fail(request.status());
@@ -326,6 +356,8 @@ int Main(int argc, char** argv) {
       "gRPC.",
       "reluserve-client");
   app.require_subcommand(1);
+  AddVersionFlag(app, "reluserve-client");
+  app.footer(kExitStatusFooter);
 
   CommonFlags common;
   InferFlags infer_flags;
@@ -333,7 +365,7 @@ int Main(int argc, char** argv) {
   CLI::App* health = app.add_subcommand(
       "health",
       "ServerLive, ServerReady and ModelReady. Exit status: 0 when all are "
-      "true, 1 when any is false, 2 when the server cannot be reached.");
+      "true, 1 when any is false, 4 when the server cannot be reached.");
   AddCommonFlags(*health, common);
 
   CLI::App* metadata = app.add_subcommand(
@@ -382,10 +414,21 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   infer->add_option("--id", infer_flags.id, "Request id, echoed by the server");
 
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit_status = ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   common.options.deadline = std::chrono::milliseconds(common.timeout_ms);
   const Client client(common.options);
+  if (absl::Status connected =
+          common.connect_timeout_ms == 0
+              ? absl::OkStatus()
+              : client.WaitForConnection(
+                    std::chrono::milliseconds(common.connect_timeout_ms));
+      !connected.ok()) {
+    std::cerr << "unreachable: " << connected.message() << "\n";
+    return kExitUnreachable;
+  }
   if (health->parsed()) return RunHealth(client);
   if (metadata->parsed()) return RunMetadata(client);
   return RunInfer(client, infer_flags);

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -82,8 +83,18 @@ const Tensor* InferResult::Find(absl::string_view name) const {
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   // Both enumerate the same canonical codes with the same values.
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
+  const auto code = static_cast<absl::StatusCode>(status.error_code());
+  if (code == absl::StatusCode::kResourceExhausted &&
+      absl::StrContains(status.error_message(), "Received message larger")) {
+    // gRPC's own words, from the server's receive limit, say only the sizes.
+    return absl::Status(
+        code, absl::StrCat(status.error_message(),
+                           ": the request is larger than the server accepts; "
+                           "send fewer rows (the server's limit follows from "
+                           "its maximum batch size, ModelConfig's "
+                           "max_batch_size)"));
+  }
+  return absl::Status(code, status.error_message());
 }
 
 Client::Client(ClientOptions options)
@@ -101,6 +112,17 @@ std::shared_ptr<grpc::Channel> Client::CreateChannel(
   arguments.SetMaxReceiveMessageSize(INT_MAX);
   return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
                                    arguments);
+}
+
+absl::Status Client::WaitForConnection(
+    std::chrono::milliseconds timeout) const {
+  if (channel_->WaitForConnected(std::chrono::system_clock::now() + timeout)) {
+    return absl::OkStatus();
+  }
+  return absl::UnavailableError(absl::StrCat(
+      "cannot reach ", options_.target, ": no connection within ",
+      timeout.count(),
+      " ms (is the server running there? --connect-timeout-ms waits longer)"));
 }
 
 void Client::PrepareContext(grpc::ClientContext& context) const {
@@ -172,6 +194,33 @@ absl::StatusOr<inference::ModelMetadataResponse> Client::ModelMetadata() const {
   grpc::Status status = stub_->ModelMetadata(&context, request, &response);
   if (!status.ok()) return FromGrpcStatus(status);
   return response;
+}
+
+absl::StatusOr<inference::ModelConfigResponse> Client::ModelConfig() const {
+  grpc::ClientContext context;
+  PrepareContext(context);
+  inference::ModelConfigRequest request;
+  request.set_name(options_.model_name);
+  request.set_version(options_.model_version);
+  inference::ModelConfigResponse response;
+  grpc::Status status = stub_->ModelConfig(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::Status CheckBatchSize(const InferInputs& inputs,
+                            const inference::ModelConfig& config) {
+  if (config.max_batch_size() <= 0 || inputs.x.shape.empty()) {
+    return absl::OkStatus();
+  }
+  const int64_t rows = inputs.x.shape[0];
+  if (rows <= config.max_batch_size()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "x has ", rows, " rows, more than the maximum batch size of ",
+      config.max_batch_size(), " that model \"", config.name(),
+      "\" accepts (its ModelConfig max_batch_size; the server's --max-batch): "
+      "send at most ",
+      config.max_batch_size(), " rows per request"));
 }
 
 absl::StatusOr<inference::ModelInferRequest> Client::MakeRequest(

@@ -87,6 +87,10 @@ class Client {
 
   const ClientOptions& options() const { return options_; }
 
+  // Waits up to `timeout` for the channel to connect. Unavailable, saying
+  // so and how to wait longer, when it does not.
+  absl::Status WaitForConnection(std::chrono::milliseconds timeout) const;
+
   // ServerLive, then ServerReady and ModelReady. Fails only when ServerLive
   // fails (the server cannot be reached); a failure of the other two reads as
   // "not ready", described in `detail`.
@@ -95,6 +99,10 @@ class Client {
   absl::StatusOr<inference::ServerMetadataResponse> ServerMetadata() const;
   // Metadata of the options' model and version.
   absl::StatusOr<inference::ModelMetadataResponse> ModelMetadata() const;
+
+  // Triton's ModelConfig of the options' model: max_batch_size, inputs and
+  // outputs. Unimplemented from servers without the extension.
+  absl::StatusOr<inference::ModelConfigResponse> ModelConfig() const;
 
   // Builds the request, sends it and decodes the response.
   absl::StatusOr<InferResult> Infer(const InferInputs& inputs) const;
@@ -124,6 +132,11 @@ absl::StatusOr<int64_t> InFeatures(
     const inference::ModelMetadataResponse& metadata);
 absl::StatusOr<int64_t> OutFeatures(
     const inference::ModelMetadataResponse& metadata);
+
+// InvalidArgument, saying what to do, when `inputs` has more rows than
+// `config` allows; OK when it fits or `config` states no limit.
+absl::Status CheckBatchSize(const InferInputs& inputs,
+                            const inference::ModelConfig& config);
 
 // Decodes FP32 outputs from raw_output_contents (or, from servers that use
 // them, typed fp32_contents). Internal error for a malformed response.

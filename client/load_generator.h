@@ -15,11 +15,19 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "client/load_backoff.h"
 #include "client/load_stats.h"
 #include "client/load_wire.h"
 #include "grpcpp/channel.h"
 
 namespace reluserve {
+
+// Open loop: a request sent more than this after its scheduled time counts
+// as late (the client fell behind its own schedule).
+inline constexpr std::chrono::milliseconds kLoadLateAfter{1};
+
+// Only UNAVAILABLE answers for this long (by default): the server went away.
+inline constexpr double kLoadServerGoneAfterS = 1.5;
 
 struct LoadOptions {
   // host:port or any gRPC target URI. Never reached through an HTTP proxy.
@@ -56,6 +64,16 @@ struct LoadOptions {
   bool stream = false;
   // Each request's deadline (for streams: enforced by cancelling the stream).
   std::chrono::milliseconds timeout{10000};
+  // How long Run() waits for every channel to connect before it gives up
+  // (Unavailable, nothing measured).
+  std::chrono::milliseconds connect_timeout{1000};
+  // After an UNAVAILABLE answer: closed loop, the in-flight slot waits this
+  // backoff before its next request; open loop, arrivals are held back
+  // (counted as dropped) for it.
+  BackoffPolicy backoff;
+  // Only UNAVAILABLE answers for this long: the server went away; the step
+  // stops and no further step runs.
+  double server_gone_after_s = kLoadServerGoneAfterS;
   // Hard bound on the whole run, after which it stops early; 0 picks one
   // from the steps (or one hour with `requests`).
   double global_timeout_s = 0;
@@ -84,14 +102,26 @@ struct StepResult {
   int64_t errors = 0;
   std::map<std::string, int64_t> errors_by_code;   // gRPC code name -> count
   std::map<std::string, std::string> first_error;  // code name -> a message
-  int64_t dropped = 0;  // open loop: not sent, max_in_flight reached
-  int64_t late = 0;     // open loop: sent more than 1 ms after schedule
+  // Open loop: arrivals not sent, because max_in_flight requests were
+  // unanswered or (held_back) the UNAVAILABLE backoff held them.
+  int64_t dropped = 0;
+  int64_t held_back = 0;  // of `dropped`
+  // Open loop: requests sent more than kLoadLateAfter after their scheduled
+  // time (the client, not the server, fell behind).
+  int64_t late = 0;
   double requests_per_second = 0;  // successes / seconds
   double rows_per_second = 0;      // requests_per_second * batch
   LatencyStats latency_ms;         // of the successful requests
   ServerSplit server;
   // The global timeout cut this step short (it is the last one).
   bool timed_out = false;
+  // The server went away (only UNAVAILABLE answers for
+  // server_gone_after_s): the step stopped early and is the last one.
+  bool server_gone = false;
+  // When its first UNAVAILABLE answer of that streak came, in seconds since
+  // the first step began; and that answer's message.
+  double server_gone_at_s = 0;
+  std::string server_gone_error;
 };
 
 struct LoadProgress {
@@ -129,10 +159,11 @@ class LoadGenerator {
 
   const LoadOptions& options() const { return options_; }
 
-  // InvalidArgument for options out of range; Unavailable or the server's
-  // error when the target cannot be reached or has no such model (nothing
-  // measured then). Otherwise the steps run, each with its result; a step
-  // cut short by the global timeout is the last and says so.
+  // InvalidArgument for options out of range; Unavailable when the target
+  // cannot be reached within connect_timeout, or the server's error when it
+  // has no such model (nothing measured then). Otherwise the steps run, each
+  // with its result; a step cut short by the global timeout, or stopped
+  // because the server went away, is the last and says so.
   absl::StatusOr<std::vector<StepResult>> Run(
       const ProgressCallback& progress = nullptr);
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,19 +16,81 @@
 #include "absl/status/status.h"
 #include "client/load_generator.h"
 #include "client/load_report.h"
+#include "common/command_line.h"
 
 namespace reluserve {
 namespace {
 
-// Exit codes.
-constexpr int kOk = 0;
-constexpr int kFailed = 1;    // nothing measured, or an output not written
-constexpr int kDegraded = 3;  // measured, but requests failed or time ran out
+constexpr char kBinary[] = "reluserve-load";
 
-int Fail(const absl::Status& status) {
-  std::cerr << "reluserve-load: " << absl::StatusCodeToString(status.code())
+void PrintError(const absl::Status& status) {
+  std::cerr << kBinary << ": " << absl::StatusCodeToString(status.code())
             << ": " << status.message() << "\n";
-  return kFailed;
+}
+
+// A run that measured nothing: an unreachable server is kExitUnreachable,
+// anything else kExitFailed.
+int FailRun(const absl::Status& status) {
+  PrintError(status);
+  return status.code() == absl::StatusCode::kUnavailable ? kExitUnreachable
+                                                         : kExitFailed;
+}
+
+// An output not written.
+int FailOutput(const absl::Status& status) {
+  PrintError(status);
+  return kExitFailed;
+}
+
+// The --help footer, hard-wrapped: CLI11 prints it as it is. It states the
+// defaults below.
+static_assert(kLoadLateAfter == std::chrono::milliseconds(1));
+static_assert(kLoadServerGoneAfterS == 1.5);
+static_assert(BackoffPolicy{}.initial == std::chrono::milliseconds(50) &&
+              BackoffPolicy{}.multiplier == 1.6 &&
+              BackoffPolicy{}.max == std::chrono::milliseconds(1000) &&
+              BackoffPolicy{}.jitter == 0.2);
+std::string Footer() {
+  return "Columns: req/s and rows/s are successful requests (and rows) per "
+         "second of the\n"
+         "measured window; latency is the client's round trip of successful "
+         "requests;\n"
+         "errors are failed answers, by gRPC code below the table. Open loop "
+         "only:\n"
+         "  dropped  arrivals not sent: --max-in-flight requests were "
+         "unanswered, or the\n"
+         "           client was backing off after UNAVAILABLE\n"
+         "  late     requests sent more than 1 ms after their scheduled time: "
+         "the client\n"
+         "           fell behind its own schedule, so less than the asked rate "
+         "may have\n"
+         "           been offered\n"
+         "The CSV and JSON reports carry the same counts under the same "
+         "names.\n"
+         "\n"
+         "After an UNAVAILABLE answer the next request waits, as gRPC's retry "
+         "policy does:\n"
+         "50 ms, x1.6 for each UNAVAILABLE in a row, at most 1 s, +-20% jitter "
+         "(closed\n"
+         "loop: per in-flight slot; open loop: arrivals are held back). When "
+         "only\n"
+         "UNAVAILABLE answers come for 1.5 s, the server went away: the step "
+         "stops\n"
+         "(\"server went away at t=... s\", since the first step began) and "
+         "later steps\n"
+         "are skipped.\n"
+         "\n"
+         "Exit status:\n"
+         "  0  every step measured and every request succeeded\n"
+         "  1  failed: nothing measured (e.g. no such model), or an output not "
+         "written\n"
+         "  2  usage error (a bad flag or value); nothing done\n"
+         "  3  measured, but some requests failed or the global timeout cut a "
+         "step\n"
+         "  4  the server could not be reached within --connect-timeout-ms, or "
+         "it went\n"
+         "     away during the run (the steps measured until then are "
+         "reported)\n";
 }
 
 // Progress on stderr: a live line on a terminal, plain lines otherwise.
@@ -67,6 +130,7 @@ int Main(int argc, char** argv) {
 
   LoadOptions options;
   int64_t timeout_ms = options.timeout.count();
+  int64_t connect_timeout_ms = options.connect_timeout.count();
   std::string csv_path, json_path, plot_path;
   bool quiet = false;
 
@@ -79,12 +143,15 @@ int Main(int argc, char** argv) {
       "were answered. Each step warms up, then measures for --duration or "
       "--requests. The request (random N(0,1) x, and grad_y with --grad) is "
       "built once from --seed and reused; K and M come from the model's "
-      "metadata. Exit status: 0 all good, 1 nothing measured or an output "
-      "not written, 3 requests failed or the global timeout cut a step.",
-      "reluserve-load");
+      "metadata.",
+      kBinary);
+  app.footer(Footer());
+  AddVersionFlag(app, kBinary);
 
-  app.add_option("--target", options.target, "Server address")
+  app.add_option("--target", options.target,
+                 "Server address (environment: RELUSERVE_TARGET)")
       ->type_name("HOST:PORT")
+      ->envname("RELUSERVE_TARGET")
       ->capture_default_str();
   app.add_option("--model", options.model_name, "Model name")
       ->capture_default_str();
@@ -151,6 +218,12 @@ int Main(int argc, char** argv) {
       ->type_name("MS")
       ->check(CLI::Range(int64_t{1}, int64_t{86400000}))
       ->capture_default_str();
+  app.add_option("--connect-timeout-ms", connect_timeout_ms,
+                 "How long to wait for the first connection to the server; "
+                 "then give up with exit status 4")
+      ->type_name("MS")
+      ->check(CLI::Range(int64_t{1}, int64_t{86400000}))
+      ->capture_default_str();
   app.add_option("--seed", options.seed, "Seed of the random tensors")
       ->capture_default_str();
   app.add_option("--global-timeout", options.global_timeout_s,
@@ -168,8 +241,16 @@ int Main(int argc, char** argv) {
                  "(needs gnuplot: Debian package gnuplot-nox)")
       ->type_name("FILE.png");
   app.add_flag("--quiet", quiet, "No progress output");
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit = ParseCommandLine(app, argc, argv)) {
+    return *exit;
+  }
   options.timeout = std::chrono::milliseconds(timeout_ms);
+  options.connect_timeout = std::chrono::milliseconds(connect_timeout_ms);
+  if (absl::Status valid = ValidateLoadOptions(options); !valid.ok()) {
+    std::cerr << kBinary << ": " << valid.message() << "\nRun '" << kBinary
+              << " --help' for usage.\n";
+    return kExitUsage;
+  }
 
   ProgressPrinter printer(isatty(STDERR_FILENO) == 1);
   LoadGenerator generator(options);
@@ -178,24 +259,27 @@ int Main(int argc, char** argv) {
             : generator.Run([&printer](const LoadProgress& progress) {
                 printer(progress);
               });
-  if (!steps.ok()) return Fail(steps.status());
+  if (!steps.ok()) return FailRun(steps.status());
 
   std::cout << FormatTable(options, *steps) << std::flush;
-  int code = kOk;
+  int code = kExitOk;
   for (const StepResult& step : *steps) {
-    if (step.errors > 0 || step.timed_out) code = kDegraded;
+    if (step.errors > 0 || step.timed_out) code = kExitDegraded;
+  }
+  for (const StepResult& step : *steps) {
+    if (step.server_gone) code = kExitUnreachable;
   }
   if (!csv_path.empty()) {
     absl::Status status = WriteTextFile(csv_path, FormatCsv(options, *steps));
-    if (!status.ok()) code = Fail(status);
+    if (!status.ok()) code = FailOutput(status);
   }
   if (!json_path.empty()) {
     absl::Status status = WriteTextFile(json_path, FormatJson(options, *steps));
-    if (!status.ok()) code = Fail(status);
+    if (!status.ok()) code = FailOutput(status);
   }
   if (!plot_path.empty()) {
     absl::Status status = PlotLatencyVsThroughput(options, *steps, plot_path);
-    if (!status.ok()) code = Fail(status);
+    if (!status.ok()) code = FailOutput(status);
   }
   return code;
 }

@@ -1,34 +1,19 @@
 #include "client/load_report.h"
 
-#include <signal.h>
-#include <spawn.h>
-#include <stdlib.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <set>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_replace.h"
-#include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
-
-extern char** environ;
 
 namespace reluserve {
 namespace {
 
 using nlohmann::json;
-
-constexpr auto kGnuplotTimeout = std::chrono::seconds(60);
 
 const char* ArrivalsName(Arrivals arrivals) {
   return arrivals == Arrivals::kConstant ? "constant" : "poisson";
@@ -45,83 +30,6 @@ std::string ErrorsByCode(const StepResult& step) {
 // A number for CSV: integral values without a fraction, others with
 // enough digits to round-trip what matters.
 std::string Num(double value) { return absl::StrFormat("%.6g", value); }
-
-// A path or title inside a single-quoted gnuplot string.
-std::string GnuplotQuote(const std::string& text) {
-  std::string clean = absl::StrReplaceAll(text, {{"'", "''"}, {"\n", " "}});
-  return absl::StrCat("'", clean, "'");
-}
-
-std::string FindOnPath(const std::string& name) {
-  const char* path = getenv("PATH");
-  if (path == nullptr) return "";
-  for (absl::string_view dir : absl::StrSplit(path, ':')) {
-    if (dir.empty()) continue;
-    const std::string candidate = absl::StrCat(dir, "/", name);
-    struct stat info;
-    if (stat(candidate.c_str(), &info) == 0 && S_ISREG(info.st_mode) &&
-        access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-  }
-  return "";
-}
-
-// A new empty file named after `suffix` in $TMPDIR (or /tmp).
-absl::StatusOr<std::string> TempFile(const char* suffix) {
-  const char* dir = getenv("TMPDIR");
-  std::string path = absl::StrCat(dir != nullptr && *dir ? dir : "/tmp",
-                                  "/reluserve-load-XXXXXX", suffix);
-  const int fd = mkstemps(path.data(), static_cast<int>(strlen(suffix)));
-  if (fd < 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot create a temporary file: ", strerror(errno)));
-  }
-  close(fd);
-  return path;
-}
-
-absl::Status RunBounded(const std::string& binary,
-                        const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(binary.c_str()));
-  for (const std::string& arg : args) {
-    argv.push_back(const_cast<char*>(arg.c_str()));
-  }
-  argv.push_back(nullptr);
-  pid_t pid;
-  const int spawned =
-      posix_spawn(&pid, binary.c_str(), nullptr, nullptr, argv.data(), environ);
-  if (spawned != 0) {
-    return absl::InternalError(
-        absl::StrCat("cannot run ", binary, ": ", strerror(spawned)));
-  }
-  const auto give_up = std::chrono::steady_clock::now() + kGnuplotTimeout;
-  int status = 0;
-  for (;;) {
-    const pid_t done = waitpid(pid, &status, WNOHANG);
-    if (done == pid) break;
-    if (done < 0 && errno != EINTR) {
-      return absl::InternalError(
-          absl::StrCat("waiting for ", binary, ": ", strerror(errno)));
-    }
-    if (std::chrono::steady_clock::now() > give_up) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return absl::DeadlineExceededError(absl::StrCat(
-          binary, " did not finish within ", kGnuplotTimeout.count(), " s"));
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    return absl::InternalError(absl::StrCat(
-        binary, " failed (",
-        WIFEXITED(status) ? absl::StrCat("exit code ", WEXITSTATUS(status))
-                          : std::string("killed by a signal"),
-        "); its messages are above"));
-  }
-  return absl::OkStatus();
-}
 
 json ServerJson(const ServerSplit& server) {
   json out;
@@ -208,6 +116,10 @@ std::string FormatStepLine(const StepResult& result, int steps) {
                           result.late);
   }
   if (result.timed_out) absl::StrAppend(&line, "  (cut short: global timeout)");
+  if (result.server_gone) {
+    absl::StrAppendFormat(&line, "  (stopped: server went away at t=%.2f s)",
+                          result.server_gone_at_s);
+  }
   return line;
 }
 
@@ -248,7 +160,10 @@ std::string FormatTable(const LoadOptions& options,
               : absl::StrFormat("%.2f", d.RequestsPerExecution()));
     } else {
       absl::StrAppend(&out, " | (no server statistics)\n");
-      if (!step.server.note.empty()) notes.insert(step.server.note);
+      // A server gone has its own line below.
+      if (!step.server.note.empty() && !step.server_gone) {
+        notes.insert(step.server.note);
+      }
     }
   }
   for (const StepResult& step : steps) {
@@ -265,10 +180,39 @@ std::string FormatTable(const LoadOptions& options,
                             StepLabel(open_loop, level),
                             absl::StrJoin(parts, ", "));
     }
+    if (step.held_back > 0) {
+      absl::StrAppendFormat(&out,
+                            "%s: %d of the dropped arrivals were held back "
+                            "while backing off after UNAVAILABLE\n",
+                            StepLabel(open_loop, level), step.held_back);
+    }
     if (step.timed_out) {
       absl::StrAppendFormat(&out, "%s was cut short by the global timeout\n",
                             StepLabel(open_loop, level));
     }
+    if (step.server_gone) {
+      const size_t planned =
+          open_loop ? options.rates.size() : options.concurrency.size();
+      const size_t skipped =
+          planned > steps.size() ? planned - steps.size() : 0;
+      absl::StrAppendFormat(
+          &out,
+          "server went away at t=%.2f s (during %s; only UNAVAILABLE answers "
+          "since, e.g. \"%s\"): the step stopped early%s\n",
+          step.server_gone_at_s, StepLabel(open_loop, level),
+          step.server_gone_error,
+          skipped > 0 ? absl::StrFormat(", %d later step(s) skipped", skipped)
+                      : std::string());
+    }
+  }
+  if (open_loop) {
+    absl::StrAppendFormat(
+        &out,
+        "dropped: arrivals not sent (--max-in-flight requests unanswered, or "
+        "backing off after UNAVAILABLE)\n"
+        "late: requests sent more than %d ms after their scheduled time (the "
+        "client fell behind its own schedule)\n",
+        static_cast<int>(kLoadLateAfter.count()));
   }
   for (const std::string& note : notes) {
     absl::StrAppend(&out, "note: ", note, "\n");
@@ -286,7 +230,8 @@ std::string FormatCsv(const LoadOptions& options,
       "server_request_us,server_queue_us,server_compute_input_us,"
       "server_compute_infer_us,server_compute_output_us,"
       "server_execution_count,server_inference_count,"
-      "server_requests_per_execution,server_rows_per_execution,timed_out\n";
+      "server_requests_per_execution,server_rows_per_execution,timed_out,"
+      "held_back,server_gone,server_gone_at_s\n";
   for (const StepResult& step : steps) {
     const LatencyStats& l = step.latency_ms;
     std::vector<std::string> row = {
@@ -340,6 +285,9 @@ std::string FormatCsv(const LoadOptions& options,
       row.insert(row.end(), 11, "");
     }
     row.push_back(step.timed_out ? "1" : "0");
+    row.push_back(absl::StrCat(step.held_back));
+    row.push_back(step.server_gone ? "1" : "0");
+    row.push_back(step.server_gone ? Num(step.server_gone_at_s) : "");
     absl::StrAppend(&out, absl::StrJoin(row, ","), "\n");
   }
   return out;
@@ -357,6 +305,8 @@ std::string FormatJson(const LoadOptions& options,
   if (open_loop) {
     out["arrivals"] = ArrivalsName(options.arrivals);
     out["max_in_flight"] = options.max_in_flight;
+    // A step's "late": requests sent more than this after their schedule.
+    out["late_after_ms"] = kLoadLateAfter.count();
   }
   out["batch"] = options.batch;
   out["grad"] = options.grad;
@@ -367,6 +317,7 @@ std::string FormatJson(const LoadOptions& options,
   out["requests_per_step"] = options.requests;
   out["warmup_s"] = options.warmup_s;
   out["timeout_ms"] = options.timeout.count();
+  out["connect_timeout_ms"] = options.connect_timeout.count();
   out["seed"] = options.seed;
   json& list = out["steps"] = json::array();
   for (const StepResult& step : steps) {
@@ -384,6 +335,7 @@ std::string FormatJson(const LoadOptions& options,
     s["errors_by_code"] = step.errors_by_code;
     s["first_error"] = step.first_error;
     s["dropped"] = step.dropped;
+    s["held_back"] = step.held_back;
     s["late"] = step.late;
     s["requests_per_second"] = step.requests_per_second;
     s["rows_per_second"] = step.rows_per_second;
@@ -393,39 +345,14 @@ std::string FormatJson(const LoadOptions& options,
                        {"p99", l.p99},     {"max", l.max}};
     s["server"] = ServerJson(step.server);
     s["timed_out"] = step.timed_out;
+    s["server_gone"] = step.server_gone;
+    if (step.server_gone) {
+      s["server_gone_at_s"] = step.server_gone_at_s;
+      s["server_gone_error"] = step.server_gone_error;
+    }
     list.push_back(std::move(s));
   }
   return out.dump(2) + "\n";
-}
-
-std::string GnuplotData(const std::vector<StepResult>& steps) {
-  std::string out = "# label req_per_s p50_ms p99_ms\n";
-  for (const StepResult& step : steps) {
-    if (step.successes == 0) continue;
-    const std::string label = step.open_loop
-                                  ? absl::StrFormat("r%g", step.rate)
-                                  : absl::StrFormat("c%d", step.concurrency);
-    absl::StrAppendFormat(&out, "\"%s\" %.9g %.9g %.9g\n", label,
-                          step.requests_per_second, step.latency_ms.p50,
-                          step.latency_ms.p99);
-  }
-  return out;
-}
-
-std::string GnuplotScript(const std::string& data_path,
-                          const std::string& png_path,
-                          const std::string& title) {
-  const std::string data = GnuplotQuote(data_path);
-  return absl::StrCat(
-      "set terminal pngcairo size 1000,640 noenhanced font 'sans,10'\n",
-      "set output ", GnuplotQuote(png_path), "\n",  //
-      "set title ", GnuplotQuote(title), "\n",
-      "set xlabel 'throughput (requests/s)'\n", "set ylabel 'latency (ms)'\n",
-      "set grid\n", "set key top left\n", "set xrange [0:*]\n",
-      "set yrange [0:*]\n", "plot ", data,
-      " using 2:3 with linespoints pt 7 title 'p50', \\\n", "     ", data,
-      " using 2:4 with linespoints pt 5 title 'p99', \\\n", "     ", data,
-      " using 2:4:1 with labels offset char 0,1 notitle\n");
 }
 
 absl::Status WriteTextFile(const std::string& path, const std::string& text) {
@@ -437,41 +364,6 @@ absl::Status WriteTextFile(const std::string& path, const std::string& text) {
         absl::StrCat("cannot write ", path, ": ", strerror(errno)));
   }
   return absl::OkStatus();
-}
-
-absl::Status PlotLatencyVsThroughput(const LoadOptions& options,
-                                     const std::vector<StepResult>& steps,
-                                     const std::string& png_path) {
-  const std::string gnuplot = FindOnPath("gnuplot");
-  if (gnuplot.empty()) {
-    return absl::FailedPreconditionError(
-        "--plot needs gnuplot, which is not on the PATH: install the Debian "
-        "package gnuplot-nox (apt-get install gnuplot-nox, or "
-        "scripts/install-deps.sh)");
-  }
-  const std::string data = GnuplotData(steps);
-  if (data.find('\n') == data.size() - 1) {
-    return absl::FailedPreconditionError(
-        "--plot: no step had a successful request to plot");
-  }
-  absl::StatusOr<std::string> data_path = TempFile(".dat");
-  if (!data_path.ok()) return data_path.status();
-  absl::StatusOr<std::string> script_path = TempFile(".gp");
-  if (!script_path.ok()) {
-    unlink(data_path->c_str());
-    return script_path.status();
-  }
-  const std::string title =
-      absl::StrCat("reluserve-load: ", DescribeRun(options));
-  absl::Status status = WriteTextFile(*data_path, data);
-  if (status.ok()) {
-    status =
-        WriteTextFile(*script_path, GnuplotScript(*data_path, png_path, title));
-  }
-  if (status.ok()) status = RunBounded(gnuplot, {*script_path});
-  unlink(data_path->c_str());
-  unlink(script_path->c_str());
-  return status;
 }
 
 }  // namespace reluserve

@@ -1,5 +1,6 @@
 // How reluserve-load shows its results: progress lines, the final table,
-// CSV, JSON and a gnuplot latency-vs-throughput plot.
+// CSV and JSON; and (client/load_plot.h, included here) a gnuplot
+// latency-vs-throughput plot.
 //
 // All functions are pure formatting except the Write*/Plot* ones, which touch
 // the file system (and run gnuplot); none keeps state.
@@ -12,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "client/load_generator.h"
+#include "client/load_plot.h"
 
 namespace reluserve {
 
@@ -40,23 +42,7 @@ std::string FormatCsv(const LoadOptions& options,
 std::string FormatJson(const LoadOptions& options,
                        const std::vector<StepResult>& steps);
 
-// gnuplot's input: one line per step with successes, "label req/s p50 p99".
-std::string GnuplotData(const std::vector<StepResult>& steps);
-
-// A gnuplot script that draws p50 and p99 latency (ms) against throughput
-// (req/s) from `data_path` into the PNG `png_path`.
-std::string GnuplotScript(const std::string& data_path,
-                          const std::string& png_path,
-                          const std::string& title);
-
 absl::Status WriteTextFile(const std::string& path, const std::string& text);
-
-// Writes the data and script to temporary files and runs gnuplot on them
-// (at most 60 s). FailedPrecondition naming the Debian package when gnuplot
-// is not on the PATH; Internal when it fails.
-absl::Status PlotLatencyVsThroughput(const LoadOptions& options,
-                                     const std::vector<StepResult>& steps,
-                                     const std::string& png_path);
 
 }  // namespace reluserve
 

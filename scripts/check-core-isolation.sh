@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The compute core must not depend on gRPC or protobuf (ARCHITECTURE.md).
+# The compute core must not depend on gRPC or protobuf (docs/architecture.md,
+# "Who may include whom").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if grep -rnE '#include *[<"](grpc|grpcpp|google/protobuf)|\.pb\.h[">]' server/core; then

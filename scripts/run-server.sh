@@ -4,5 +4,5 @@
 # reluserve-server, e.g. scripts/run-server.sh --weights model.safetensors
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/build.sh release --target reluserve-server reluserve-client
+scripts/build.sh release --target reluserve-server reluserve-client reluserve-load
 exec build/release/server/reluserve-server "$@"

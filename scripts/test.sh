@@ -1,17 +1,59 @@
 #!/usr/bin/env bash
-# Installs the dependencies, builds everything and runs the whole test suite
-# with ctest: first the release build, then the same tests built with
-# AddressSanitizer + UndefinedBehaviorSanitizer (RELUSERVE_SKIP_ASAN=1 skips
-# that second pass). Extra arguments go to ctest, e.g. scripts/test.sh -R interop
+# Installs the dependencies, builds, and runs the tests with ctest.
+#
+#   scripts/test.sh                  everything, as CI runs it: every target,
+#                                    every test, in the release build and
+#                                    again under ASan + UBSan (asan preset)
+#   scripts/test.sh -R interop       only the selected tests (any ctest
+#                                    selection: -R, -E, -L, -LE, -I), in the
+#                                    release build only, building only the
+#                                    binaries those tests run
+#   scripts/test.sh --preset asan -R core
+#                                    the same in the presets named (repeat
+#                                    --preset for several)
+#
+# Other arguments go to ctest unchanged. RELUSERVE_SKIP_ASAN=1 drops the asan
+# pass from a full run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/check-core-isolation.sh
 
-presets=(release)
-[ "${RELUSERVE_SKIP_ASAN:-0}" = 1 ] || presets+=(asan)
+presets=()
+ctest_args=()
+selected=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --preset) presets+=("$2"); shift 2; continue ;;
+    --preset=*) presets+=("${1#--preset=}"); shift; continue ;;
+    -R|-E|-L|-LE|-I|--tests-regex|--exclude-regex|--label-regex|--label-exclude|--tests-information)
+      selected=1 ;;
+  esac
+  ctest_args+=("$1")
+  shift
+done
+if [ ${#presets[@]} -eq 0 ]; then
+  presets=(release)
+  if [ "$selected" = 0 ] && [ "${RELUSERVE_SKIP_ASAN:-0}" != 1 ]; then
+    presets+=(asan)
+  fi
+fi
+
 for preset in "${presets[@]}"; do
-  echo "=== $preset: build"
-  scripts/build.sh "$preset"
+  build_dir="build/$preset"
+  if [ "$selected" = 1 ]; then
+    scripts/install-deps.sh
+    cmake --preset "$preset" >/dev/null
+    if ! targets=$(scripts/test_targets.py "$build_dir" "${ctest_args[@]}"); then
+      echo "=== $preset: no test matches: ${ctest_args[*]}" >&2
+      exit 1
+    fi
+    echo "=== $preset: build $(echo "$targets" | wc -l) target(s) for the selected tests"
+    # shellcheck disable=SC2086  # one target per line
+    scripts/build.sh "$preset" --target $targets
+  else
+    echo "=== $preset: build"
+    scripts/build.sh "$preset"
+  fi
   echo "=== $preset: test"
-  ctest --preset "$preset" --timeout 300 -j "$(nproc)" "$@"
+  ctest --preset "$preset" --timeout 300 -j "$(nproc)" "${ctest_args[@]}"
 done

@@ -8,12 +8,16 @@
 #include <cstdio>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
 
+#include "common/command_line.h"
 #include "dnnl.hpp"
 #include "server/core/linear_relu.h"
 #include "server/core/weights.h"
 #include "server/service/allocator_tuning.h"
+#include "server/service/grpc_logging.h"
+#include "server/service/process_limits.h"
 #include "server/service/server.h"
 #include "server/service/stop_signals.h"
 #include "spdlog/spdlog.h"
@@ -35,6 +39,11 @@ struct Flags {
   int64_t preferred_batch_size = 0;
   int64_t max_queue_size = 256;
   double drain_seconds = 10.0;
+  int64_t max_connection_idle_ms = 300000;
+  int max_stream_pending = 16;
+  int64_t max_pending_bytes = 0;
+  std::string model_name = "linear_relu";
+  std::string log_level = "info";
 };
 
 }  // namespace
@@ -43,7 +52,8 @@ int main(int argc, char** argv) {
   Flags flags;
   CLI::App app{
       "ReluServe: a Linear+ReLU layer (oneDNN) served over the Open Inference "
-      "Protocol (KServe v2 gRPC)"};
+      "Protocol (KServe v2 gRPC)",
+      "reluserve-server"};
   app.add_option("--host", flags.host, "Address to listen on")
       ->capture_default_str();
   app.add_option("--port", flags.port, "Port to listen on (0 picks one)")
@@ -97,21 +107,73 @@ int main(int argc, char** argv) {
                  "--max-batch)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+  app.add_option("--max-connection-idle-ms", flags.max_connection_idle_ms,
+                 "Close a connection that has had no call for this long "
+                 "(clients reconnect when they need to); 0 keeps idle "
+                 "connections open")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 31));
+  app.add_option("--max-stream-pending", flags.max_stream_pending,
+                 "ModelStreamInfer messages one stream may have unanswered; "
+                 "above it the server stops reading that stream")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--max-pending-bytes", flags.max_pending_bytes,
+                 "Bytes accepted requests may hold at once (messages, "
+                 "replies); beyond it new requests get UNAVAILABLE. 0: "
+                 "max(1 GiB, 4 x the message limits)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 50));
   app.add_option("--drain-seconds", flags.drain_seconds,
                  "On SIGTERM, how long calls in flight may take to finish")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  CLI11_PARSE(app, argc, argv);
+  app.add_option("--model-name", flags.model_name,
+                 "Name the model is served under (requests, metadata)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& name) -> std::string {
+            const bool ok =
+                !name.empty() && name.find_first_not_of(
+                                     "abcdefghijklmnopqrstuvwxyz"
+                                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                     "0123456789_.-") == std::string::npos;
+            return ok ? "" : "letters, digits, '_', '.' and '-' only";
+          },
+          "NAME"));
+  app.add_option("--log-level", flags.log_level,
+                 "Least severe log level shown; debug includes gRPC's own")
+      ->capture_default_str()
+      ->check(CLI::IsMember(
+          {"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  reluserve::AddVersionFlag(app, "reluserve-server");
+  app.footer(
+      "Exit status: 0 after a clean stop (SIGINT/SIGTERM and drain), 1 when "
+      "start-up fails (weights, model, address), 2 for a wrong command "
+      "line, 128 + the signal when a signal ends start-up, or a second "
+      "signal ends the drain.");
+  if (std::optional<int> exit_status =
+          reluserve::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
   if (flags.max_batch_delay_us > 0 && flags.compute_threads == 0) {
     std::fprintf(stderr,
-                 "--max-batch-delay-us needs --compute-threads >= 1: batches "
-                 "are gathered in the compute threads' queue\n");
-    return 2;
+                 "reluserve-server: --max-batch-delay-us needs "
+                 "--compute-threads >= 1: batches are gathered in the compute "
+                 "threads' queue\n");
+    return reluserve::kExitUsage;
   }
+  spdlog::set_level(spdlog::level::from_str(flags.log_level));
+  reluserve::RouteGrpcLogsToSpdlog();
 
   // Before any thread starts, so that every thread inherits the mask.
-  reluserve::StopSignals stop_signals;
+  reluserve::StopSignalWatcher stop_signals;
   reluserve::KeepLargeBuffersAcrossCalls();
+  const reluserve::OpenFileLimit files = reluserve::RaiseOpenFileLimit();
+  if (files.after != files.before) {
+    spdlog::info("open-file limit raised from {} to {}", files.before,
+                 files.after);
+  }
 
   absl::StatusOr<reluserve::LinearWeights> weights =
       absl::InternalError("not loaded");
@@ -128,7 +190,7 @@ int main(int argc, char** argv) {
   if (!weights.ok()) {
     spdlog::critical("cannot load weights: {}",
                      std::string(weights.status().message()));
-    return 1;
+    return reluserve::kExitFailed;
   }
   reluserve::LinearReluOptions layer_options;
   layer_options.intra_op_threads = flags.intra_op_threads;
@@ -137,12 +199,17 @@ int main(int argc, char** argv) {
   if (!layer.ok()) {
     spdlog::critical("cannot build the model: {}",
                      std::string(layer.status().message()));
-    return 1;
+    return reluserve::kExitFailed;
   }
 
   reluserve::Server::Options options;
   options.host = flags.host;
   options.port = flags.port;
+  options.model.name = flags.model_name;
+  options.limits.max_stream_pending = flags.max_stream_pending;
+  options.limits.max_pending_bytes = flags.max_pending_bytes;
+  options.max_connection_idle =
+      std::chrono::milliseconds(flags.max_connection_idle_ms);
   options.model.in_features = weights->in_features;
   options.model.out_features = weights->out_features;
   options.model.max_batch = flags.max_batch;
@@ -156,7 +223,7 @@ int main(int argc, char** argv) {
       reluserve::Server::Start(options, std::move(*layer));
   if (!server.ok()) {
     spdlog::critical("{}", std::string(server.status().message()));
-    return 1;
+    return reluserve::kExitFailed;
   }
   const dnnl_version_t* onednn = dnnl_version();
   spdlog::info(
@@ -182,7 +249,8 @@ int main(int argc, char** argv) {
   }
   spdlog::info("listening on {}", (*server)->address());
 
-  const int received = stop_signals.Wait();
+  stop_signals.MarkServing();
+  const int received = stop_signals.WaitForStop();
   spdlog::info("{} received: draining for up to {} s", strsignal(received),
                flags.drain_seconds);
   (*server)->Shutdown(
@@ -190,5 +258,5 @@ int main(int argc, char** argv) {
       std::chrono::duration_cast<std::chrono::system_clock::duration>(
           std::chrono::duration<double>(flags.drain_seconds)));
   spdlog::info("stopped");
-  return 0;
+  return reluserve::kExitOk;
 }

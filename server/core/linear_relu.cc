@@ -198,8 +198,6 @@ struct LinearRelu::BackwardPrimitives {
   uint64_t id = NextPrimitivesId();
   PlainDescs descs;
   memory::desc grad_weight_desc;  // [M, K] plain
-  dnnl::eltwise_backward relu_backward;
-  memory::desc relu_backward_scratchpad;
   dnnl::inner_product_backward_data backward_data;
   memory::desc backward_data_scratchpad;
   memory backward_data_weights;
@@ -316,13 +314,25 @@ dnnl::inner_product_forward::primitive_desc InnerProductDesc(
       UserScratchpadAttr(), engine);
 }
 
-// relu_grad = grad_y where y > 0, else 0, in bfloat16 (oneDNN's eltwise
-// backward wants y in bf16 too, and y stays FP32 here).
-void MaskBfloat16Gradient(const float* y, const uint16_t* grad_y,
-                          uint16_t* relu_grad, size_t count) {
+// ReLU's backward pass, g = grad_y ⊙ 1[y > 0], as a select: grad_y's value
+// where y > 0, else +0. Never a multiply, so a NaN or ±Inf in grad_y where
+// y <= 0, and anything where y is NaN (NaN > 0 is false), gives 0 rather than
+// 0·Inf = NaN. One rule for both precisions: `Element` is float or the
+// bfloat16 bits (uint16_t, +0 is all zeros), copied as they are where y > 0.
+// (oneDNN's eltwise_relu_use_dst_for_bwd multiplies and passes grad_y through
+// where y is NaN, so it is not used.) One pass over the [N, M] values.
+template <typename Element>
+const Element* MaskGradient(const float* y, const void* grad_y,
+                            std::vector<Element>& buffer, size_t count) {
+  if (buffer.size() < count) buffer.resize(count);
+  const Element* upstream = static_cast<const Element*>(grad_y);
+  Element* masked = buffer.data();
   for (size_t i = 0; i < count; ++i) {
-    relu_grad[i] = y[i] > 0.0f ? grad_y[i] : uint16_t{0};
+    // Both loads unconditional, so the compiler can vectorise the select.
+    const Element g = upstream[i];
+    masked[i] = y[i] > 0.0f ? g : Element{0};
   }
+  return masked;
 }
 
 }  // namespace
@@ -360,23 +370,6 @@ std::shared_ptr<const LinearRelu::BackwardPrimitives> LinearRelu::BuildBackward(
   hint_descs.y = descs.diff_y;
   const auto training_hint =
       InnerProductDesc(dnnl::prop_kind::forward_training, hint_descs, engine_);
-
-  if (input == Precision::kFloat32) {
-    // ReLU backward from the output: 1[y > 0] equals 1[pre-activation > 0],
-    // so no pre-activation has to be kept.
-    const dnnl::eltwise_forward::primitive_desc relu_hint(
-        dnnl::eltwise_forward::desc(
-            dnnl::prop_kind::forward_training,
-            dnnl::algorithm::eltwise_relu_use_dst_for_bwd, descs.y, 0.0f, 0.0f),
-        engine_);
-    const dnnl::eltwise_backward::primitive_desc relu_backward_pd(
-        dnnl::eltwise_backward::desc(
-            dnnl::algorithm::eltwise_relu_use_dst_for_bwd, descs.y, descs.y,
-            0.0f, 0.0f),
-        UserScratchpadAttr(), engine_, relu_hint);
-    p->relu_backward = dnnl::eltwise_backward(relu_backward_pd);
-    p->relu_backward_scratchpad = relu_backward_pd.scratchpad_desc();
-  }
 
   const dnnl::inner_product_backward_data::primitive_desc backward_data_pd(
       dnnl::inner_product_backward_data::desc(descs.grad_x, descs.any_weights,
@@ -472,7 +465,7 @@ void LinearRelu::RunForward(int64_t batch, const void* x, Precision input,
                             float* y) const {
   const std::shared_ptr<const ForwardPrimitives> p = forward_cache_.GetOrBuild(
       CacheKey(batch, input), [&] { return BuildForward(batch, input); });
-  // Keys: 4·id + 0..2 for an entry's backward primitives, 4·id + 3 here.
+  // Keys: 4·id + 1..2 for an entry's backward primitives, 4·id + 3 here.
   Execute(p->id * 4 + 3, p->inner_product, p->scratchpad,
           {{DNNL_ARG_SRC, &p->x_desc, x},
            {DNNL_ARG_WEIGHTS, nullptr, nullptr, &p->weights},
@@ -492,26 +485,16 @@ void LinearRelu::RunBackward(int64_t batch, const void* x, const void* grad_y,
   ThreadWorkspace& workspace = LocalWorkspace();
   const auto activations = static_cast<size_t>(batch * out_features_);
   // Keys of this entry's primitives in the thread's bindings.
-  const uint64_t relu_key = p->id * 4, data_key = relu_key + 1,
-                 weights_key = relu_key + 2;
+  const uint64_t data_key = p->id * 4 + 1, weights_key = p->id * 4 + 2;
 
-  const void* relu_grad;
-  if (input == Precision::kFloat32) {
-    float* masked = Grown(workspace.relu_grad, activations);
-    // relu_grad = grad_y where y > 0, else 0.
-    Execute(relu_key, p->relu_backward, p->relu_backward_scratchpad,
-            {{DNNL_ARG_DST, &descs.y, y},
-             {DNNL_ARG_DIFF_DST, &descs.diff_y, grad_y},
-             {DNNL_ARG_DIFF_SRC, &descs.diff_y, masked}});
-    relu_grad = masked;
-  } else {
-    if (workspace.relu_grad_bf16.size() < activations) {
-      workspace.relu_grad_bf16.resize(activations);
-    }
-    MaskBfloat16Gradient(y, static_cast<const uint16_t*>(grad_y),
-                         workspace.relu_grad_bf16.data(), activations);
-    relu_grad = workspace.relu_grad_bf16.data();
-  }
+  // From y alone: 1[y > 0] equals 1[pre-activation > 0], so no
+  // pre-activation has to be kept.
+  const void* relu_grad =
+      input == Precision::kFloat32
+          ? static_cast<const void*>(
+                MaskGradient(y, grad_y, workspace.relu_grad, activations))
+          : static_cast<const void*>(
+                MaskGradient(y, grad_y, workspace.relu_grad_bf16, activations));
   if (gradients.grad_x != nullptr) {
     Execute(data_key, p->backward_data, p->backward_data_scratchpad,
             {{DNNL_ARG_DIFF_DST, &descs.diff_y, relu_grad},

@@ -27,7 +27,9 @@ ReferenceResult NaiveLinearRelu(const LinearWeights& weights, int64_t batch,
   }
   if (grad_y == nullptr) return result;
 
-  // g = grad_y where y > 0 (the derivative at exactly 0 is 0).
+  // g = grad_y where y > 0, else 0: a select, never grad_y · 1[y > 0], so
+  // that NaN or ±Inf in grad_y where y <= 0 or y is NaN (NaN > 0 is false)
+  // gives 0, not 0·Inf = NaN. The derivative at exactly 0 is 0.
   std::vector<double> relu_grad(batch * m_dim, 0.0);
   for (int64_t i = 0; i < batch * m_dim; ++i) {
     if (result.y[i] > 0.0) relu_grad[i] = grad_y[i];

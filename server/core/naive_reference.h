@@ -20,7 +20,9 @@ struct ReferenceResult {
 // ReLU as PyTorch computes it: NaN propagates, everything else is max(0, v).
 double ReferenceRelu(double pre_activation);
 
-// `grad_y` may be null for a forward-only result.
+// `grad_y` may be null for a forward-only result. The backward pass masks
+// with the contract's select, g = grad_y where y > 0, else 0; the products
+// after it (g·W, gᵀ·x) follow IEEE arithmetic.
 ReferenceResult NaiveLinearRelu(const LinearWeights& weights, int64_t batch,
                                 const float* x, const float* grad_y);
 

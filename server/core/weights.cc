@@ -1,13 +1,17 @@
 #include "server/core/weights.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
-#include <exception>
-#include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <limits>
+#include <new>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -21,7 +25,7 @@
 #include "nlohmann/json.hpp"
 #include "server/core/normal_random.h"
 
-// safetensors stores little-endian IEEE-754 data, which we memcpy as is.
+// safetensors stores little-endian IEEE-754 data, which we read as is.
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "weights.cc assumes a little-endian host"
 #endif
@@ -40,6 +44,66 @@ constexpr size_t kMaxNamesListed = 10;
 absl::Status Invalid(const std::string& path, absl::string_view problem) {
   return absl::InvalidArgumentError(
       absl::StrCat("weights file ", path, ": ", problem));
+}
+
+std::string ErrnoText(int error) {
+  return std::error_code(error, std::generic_category()).message();
+}
+
+std::string FileKind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a plain file";
+}
+
+absl::Status NotRegular(const std::string& path, mode_t mode) {
+  return Invalid(path, absl::StrCat("is not a regular file (", FileKind(mode),
+                                    "); expected a safetensors file"));
+}
+
+// Closes the descriptor on every way out.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Reads exactly `size` bytes at `offset` into `out`. The caller has checked
+// the range against the file's size, so coming up short means the file
+// changed underneath.
+absl::Status ReadAt(int fd, const std::string& path, uint64_t offset, void* out,
+                    uint64_t size, absl::string_view what) {
+  char* next = static_cast<char*>(out);
+  while (size > 0) {
+    const size_t chunk =
+        static_cast<size_t>(std::min<uint64_t>(size, uint64_t{1} << 30));
+    const ssize_t got = ::pread(fd, next, chunk, static_cast<off_t>(offset));
+    if (got < 0) {
+      const int error = errno;
+      if (error == EINTR) continue;
+      return Invalid(
+          path, absl::StrCat("read error in ", what, ": ", ErrnoText(error)));
+    }
+    if (got == 0) {
+      return Invalid(path, absl::StrCat("file ended while reading ", what,
+                                        " (truncated while loading?)"));
+    }
+    next += got;
+    offset += static_cast<uint64_t>(got);
+    size -= static_cast<uint64_t>(got);
+  }
+  return absl::OkStatus();
 }
 
 // A validated tensor entry: shape and the byte range within the data section.
@@ -156,52 +220,73 @@ absl::StatusOr<TensorInfo> ParseTensor(const std::string& path,
 
 absl::StatusOr<LinearWeights> LoadSafetensors(const std::string& path,
                                               const std::string& prefix) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    return Invalid(path, "is a directory, not a safetensors file");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in.is_open()) {
-    if (!std::filesystem::exists(path, ec)) {
+  // Only a regular file has a size to check the header against; a FIFO would
+  // block the read, /dev/zero would never end. stat() first, so that nothing
+  // but a regular file is ever opened.
+  struct stat info;
+  if (::stat(path.c_str(), &info) != 0) {
+    const int error = errno;
+    if (error == ENOENT) {
       return absl::NotFoundError(
           absl::StrCat("weights file ", path, ": no such file"));
     }
-    return Invalid(path, "cannot open for reading");
+    return Invalid(path, absl::StrCat("cannot stat: ", ErrnoText(error)));
   }
-  std::string bytes;
-  // libstdc++ throws from the stream buffer on read errors even with the
-  // stream's exception mask clear.
-  try {
-    bytes.assign(std::istreambuf_iterator<char>(in),
-                 std::istreambuf_iterator<char>());
-  } catch (const std::exception& e) {
-    return Invalid(path, absl::StrCat("read error: ", e.what()));
+  if (!S_ISREG(info.st_mode)) return NotRegular(path, info.st_mode);
+  // O_NONBLOCK: should the path have become a FIFO since stat(), open()
+  // returns at once rather than waiting for a writer; fstat() then refuses
+  // it. Reads from a regular file ignore the flag.
+  const FileDescriptor file(
+      ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
+  if (file.get() < 0) {
+    const int error = errno;
+    if (error == ENOENT) {
+      return absl::NotFoundError(
+          absl::StrCat("weights file ", path, ": no such file"));
+    }
+    return Invalid(path,
+                   absl::StrCat("cannot open for reading: ", ErrnoText(error)));
   }
+  if (::fstat(file.get(), &info) != 0) {
+    return Invalid(path, absl::StrCat("cannot stat: ", ErrnoText(errno)));
+  }
+  if (!S_ISREG(info.st_mode)) return NotRegular(path, info.st_mode);
+  const auto file_size = static_cast<uint64_t>(info.st_size);
 
-  if (bytes.size() < 8) {
-    return Invalid(path, absl::StrCat("file is ", bytes.size(),
+  // Every length the file claims is checked against its size before
+  // anything that long is read or allocated.
+  if (file_size < 8) {
+    return Invalid(path, absl::StrCat("file is ", file_size,
                                       " bytes, too short for the 8-byte "
                                       "header length (truncated?)"));
   }
-  uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) {
-    header_len = (header_len << 8) | static_cast<unsigned char>(bytes[i]);
+  unsigned char len_bytes[8];
+  if (absl::Status read = ReadAt(file.get(), path, 0, len_bytes,
+                                 sizeof(len_bytes), "the header length");
+      !read.ok()) {
+    return read;
   }
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
   if (header_len > kMaxHeaderBytes) {
     return Invalid(
         path, absl::StrCat("header length ", header_len, " is absurd (limit ",
                            kMaxHeaderBytes, "); not a safetensors file?"));
   }
-  if (header_len > bytes.size() - 8) {
+  if (header_len > file_size - 8) {
     return Invalid(path, absl::StrCat("header length ", header_len,
-                                      " exceeds the ", bytes.size() - 8,
+                                      " exceeds the ", file_size - 8,
                                       " bytes after it (truncated header)"));
   }
+  std::string header_text(header_len, '\0');
+  if (absl::Status read = ReadAt(file.get(), path, 8, header_text.data(),
+                                 header_len, "the header");
+      !read.ok()) {
+    return read;
+  }
 
-  const char* header_begin = bytes.data() + 8;
-  const json header =
-      json::parse(header_begin, header_begin + header_len, nullptr,
-                  /*allow_exceptions=*/false);
+  const json header = json::parse(header_text, nullptr,
+                                  /*allow_exceptions=*/false);
   if (header.is_discarded()) {
     return Invalid(path, "header is not valid JSON");
   }
@@ -209,8 +294,8 @@ absl::StatusOr<LinearWeights> LoadSafetensors(const std::string& path,
     return Invalid(path, "header is not a JSON object");
   }
 
-  const char* data = header_begin + header_len;
-  const uint64_t data_size = bytes.size() - 8 - header_len;
+  const uint64_t data_begin = 8 + header_len;
+  const uint64_t data_size = file_size - data_begin;
   const std::string weight_name = prefix + "weight";
   const std::string bias_name = prefix + "bias";
 
@@ -233,13 +318,33 @@ absl::StatusOr<LinearWeights> LoadSafetensors(const std::string& path,
   }
 
   LinearWeights result;
-  // Both fit in int64: each is at most data_size / 4.
+  // Both fit in int64: each is at most data_size / 4, and data_size is the
+  // size of a file that exists.
   result.out_features = static_cast<int64_t>(w->shape[0]);
   result.in_features = static_cast<int64_t>(w->shape[1]);
-  result.weight.resize(w->shape[0] * w->shape[1]);
-  result.bias.resize(b->shape[0]);
-  std::memcpy(result.weight.data(), data + w->begin, w->end - w->begin);
-  std::memcpy(result.bias.data(), data + b->begin, b->end - b->begin);
+  try {
+    result.weight.resize(w->shape[0] * w->shape[1]);
+    result.bias.resize(b->shape[0]);
+  } catch (const std::bad_alloc&) {
+    return Invalid(
+        path, absl::StrCat("out of memory for the ",
+                           w->end - w->begin + b->end - b->begin, " bytes of '",
+                           weight_name, "' and '", bias_name, "'"));
+  }
+  // Only the two tensors are read: a larger state dict's other layers stay
+  // on disk.
+  if (absl::Status read =
+          ReadAt(file.get(), path, data_begin + w->begin, result.weight.data(),
+                 w->end - w->begin, absl::StrCat("'", weight_name, "'"));
+      !read.ok()) {
+    return read;
+  }
+  if (absl::Status read =
+          ReadAt(file.get(), path, data_begin + b->begin, result.bias.data(),
+                 b->end - b->begin, absl::StrCat("'", bias_name, "'"));
+      !read.ok()) {
+    return read;
+  }
   result.source = prefix.empty()
                       ? absl::StrCat("file ", path)
                       : absl::StrCat("file ", path, " (prefix '", prefix, "')");

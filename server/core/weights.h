@@ -23,10 +23,14 @@ struct LinearWeights {
 };
 
 // Reads `<prefix>weight` (F32 [M, K]) and `<prefix>bias` (F32 [M]) from a
-// safetensors file. Every failure (unreadable file, truncated header or data,
-// bad JSON, wrong dtype or rank, shapes that disagree, offsets outside the
-// data section or overlapping, missing tensor) is an InvalidArgument (or
-// NotFound for a missing file) whose message names the file and the problem.
+// safetensors file. Only a regular file is opened (a FIFO, device or
+// directory is refused as "not a regular file"), and every length in it is
+// checked against the file's size before that much is read; only the two
+// tensors' bytes are read. Every failure (not a regular file, unreadable
+// file, truncated header or data, bad JSON, wrong dtype or rank, shapes that
+// disagree, offsets outside the data section or overlapping, missing tensor)
+// is an InvalidArgument (or NotFound for a missing file) whose message names
+// the file and the problem.
 absl::StatusOr<LinearWeights> LoadSafetensors(const std::string& path,
                                               const std::string& prefix = "");
 

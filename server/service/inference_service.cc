@@ -1,13 +1,15 @@
 #include "server/service/inference_service.h"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "server/service/ordered_stream.h"
+#include "server/service/model_signature.h"
 #include "server/service/request_validation.h"
+#include "server/service/server.h"
 #include "server/service/status_translation.h"
 
 #ifndef RELUSERVE_VERSION
@@ -18,7 +20,6 @@ namespace reluserve {
 namespace {
 
 constexpr char kServerName[] = "reluserve";
-constexpr char kPlatform[] = "onednn_linear_relu";
 
 grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
                                      const grpc::Status& status) {
@@ -27,14 +28,40 @@ grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
   return reactor;
 }
 
-void AddTensorMetadata(
-    google::protobuf::RepeatedPtrField<
-        inference::ModelMetadataResponse::TensorMetadata>* tensors,
-    const char* name, std::initializer_list<int64_t> shape) {
-  auto* tensor = tensors->Add();
-  tensor->set_name(name);
-  tensor->set_datatype(kFp32);
-  for (int64_t dim : shape) tensor->add_shape(dim);
+// A ModelInfer call that gives its bytes back to the budget once gRPC is
+// done with it: the reply sent (or the call cancelled).
+class InferReactor final : public grpc::ServerUnaryReactor {
+ public:
+  void Answer(const absl::Status& status, OrderedStreamReactor::Sent sent) {
+    sent_ = std::move(sent);
+    Finish(ToGrpcStatus(status));
+  }
+  void OnDone() override {
+    if (sent_) sent_();
+    delete this;
+  }
+
+ private:
+  OrderedStreamReactor::Sent sent_;
+};
+
+InferenceLimits ResolveLimits(InferenceLimits limits,
+                              const ModelConfig& model) {
+  limits.max_stream_pending = std::max(limits.max_stream_pending, 1);
+  if (limits.max_send_bytes <= 0) limits.max_send_bytes = MaxSendBytes(model);
+  if (limits.max_pending_bytes <= 0) {
+    // Room for a few of the largest requests with their replies.
+    const int64_t largest =
+        int64_t{MaxReceiveBytes(model)} + int64_t{MaxSendBytes(model)};
+    limits.max_pending_bytes = std::max(int64_t{1} << 30, 4 * largest);
+  }
+  return limits;
+}
+
+int64_t ElementCount(const std::vector<int64_t>& shape) {
+  int64_t count = 1;
+  for (int64_t dim : shape) count *= dim;
+  return count;
 }
 
 // Appends an output of `shape` in `precision` to the response and returns
@@ -58,10 +85,13 @@ void* AddOutput(inference::ModelInferResponse& response,
 
 }  // namespace
 
-InferenceService::InferenceService(ModelConfig model,
+InferenceService::InferenceService(reluserve::ModelConfig model,
                                    std::shared_ptr<const LinearRelu> layer,
-                                   const Scheduler::Options& scheduling)
+                                   const Scheduler::Options& scheduling,
+                                   const InferenceLimits& limits)
     : model_(std::move(model)),
+      scheduling_(scheduling),
+      limits_(ResolveLimits(limits, model_)),
       layer_(layer),
       // Enough idle pairs for every call one machine can have computing and
       // sending; pairs above 64 MiB (N ≈ 4000 fwd+bwd) are not kept.
@@ -82,7 +112,7 @@ grpc::ServerUnaryReactor* InferenceService::ServerLive(
 grpc::ServerUnaryReactor* InferenceService::ServerReady(
     grpc::CallbackServerContext* context, const inference::ServerReadyRequest*,
     inference::ServerReadyResponse* response) {
-  response->set_ready(!draining_.load());
+  response->set_ready(!draining_.load() && !not_ready_.load());
   return FinishWith(context, grpc::Status::OK);
 }
 
@@ -92,7 +122,7 @@ grpc::ServerUnaryReactor* InferenceService::ModelReady(
     inference::ModelReadyResponse* response) {
   // Like Triton: an unknown model is simply not ready.
   response->set_ready(
-      !draining_.load() &&
+      !draining_.load() && !not_ready_.load() &&
       CheckModelSelected(request->name(), request->version(), model_).ok());
   return FinishWith(context, grpc::Status::OK);
 }
@@ -104,6 +134,7 @@ grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
   response->set_name(kServerName);
   response->set_version(RELUSERVE_VERSION);
   response->add_extensions("statistics");
+  response->add_extensions("model_configuration");
   return FinishWith(context, grpc::Status::OK);
 }
 
@@ -116,16 +147,20 @@ grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
       !selected.ok()) {
     return FinishWith(context, ToGrpcStatus(selected));
   }
-  const int64_t k = model_.in_features, m = model_.out_features;
-  response->set_name(model_.name);
-  response->add_versions(model_.version);
-  response->set_platform(kPlatform);
-  AddTensorMetadata(response->mutable_inputs(), kInputX, {-1, k});
-  AddTensorMetadata(response->mutable_inputs(), kInputGradY, {-1, m});
-  AddTensorMetadata(response->mutable_outputs(), kOutputY, {-1, m});
-  AddTensorMetadata(response->mutable_outputs(), kOutputGradX, {-1, k});
-  AddTensorMetadata(response->mutable_outputs(), kOutputGradWeight, {m, k});
-  AddTensorMetadata(response->mutable_outputs(), kOutputGradBias, {m});
+  FillModelMetadata(model_, response);
+  return FinishWith(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelConfig(
+    grpc::CallbackServerContext* context,
+    const inference::ModelConfigRequest* request,
+    inference::ModelConfigResponse* response) {
+  if (absl::Status selected =
+          CheckModelSelected(request->name(), request->version(), model_);
+      !selected.ok()) {
+    return FinishWith(context, ToGrpcStatus(selected));
+  }
+  FillModelConfig(model_, scheduling_, response->mutable_config());
   return FinishWith(context, grpc::Status::OK);
 }
 
@@ -133,11 +168,12 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     grpc::CallbackServerContext* context,
     const inference::ModelInferRequest* request,
     inference::ModelInferResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  StartInference(*request, *response, context->deadline(),
-                 [reactor](const absl::Status& status) {
-                   reactor->Finish(ToGrpcStatus(status));
-                 });
+  auto* reactor = new InferReactor();
+  StartInference(
+      *request, *response, context->deadline(), /*streamed=*/false,
+      [reactor](const absl::Status& status, OrderedStreamReactor::Sent sent) {
+        reactor->Answer(status, std::move(sent));
+      });
   return reactor;
 }
 
@@ -160,16 +196,40 @@ grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
   return FinishWith(context, grpc::Status::OK);
 }
 
+bool InferenceService::TryReserve(int64_t bytes) {
+  int64_t held = pending_bytes_.load();
+  do {
+    if (held > 0 && held + bytes > limits_.max_pending_bytes) return false;
+  } while (!pending_bytes_.compare_exchange_weak(held, held + bytes));
+  return true;
+}
+
 void InferenceService::StartInference(
     const inference::ModelInferRequest& request,
     inference::ModelInferResponse& response,
-    std::chrono::system_clock::time_point deadline, Done done) {
+    std::chrono::system_clock::time_point deadline, bool streamed, Done done) {
   const auto arrival = std::chrono::steady_clock::now();
   requests_in_flight_.fetch_add(1);
-  auto finish = [this, &response, arrival, done = std::move(done)](
+  auto job = std::make_unique<InferJob>();
+  int64_t reserved = 0;
+  absl::Status prepared;
+  try {
+    prepared =
+        PrepareJob(request, response, deadline, streamed, *job, &reserved);
+  } catch (const std::exception& e) {
+    prepared =
+        absl::InternalError(absl::StrCat("unexpected error: ", e.what()));
+  }
+  // The reservation ends once the reply has been sent.
+  OrderedStreamReactor::Sent sent;
+  if (reserved > 0) {
+    sent = [this, reserved] { pending_bytes_.fetch_sub(reserved); };
+  }
+  auto finish = [this, &response, arrival, done = std::move(done),
+                 sent = std::move(sent)](
                     const absl::Status& status,
                     const InferenceStatistics::RequestPhases* phases,
-                    int64_t rows) {
+                    int64_t rows) mutable {
     const auto total = std::chrono::duration_cast<Nanoseconds>(
         std::chrono::steady_clock::now() - arrival);
     if (status.ok()) {
@@ -178,18 +238,10 @@ void InferenceService::StartInference(
       response.Clear();
       statistics_.RecordFailure(total);
     }
-    done(status);
+    done(status, std::move(sent));
     requests_in_flight_.fetch_sub(1);
   };
 
-  auto job = std::make_unique<InferJob>();
-  absl::Status prepared;
-  try {
-    prepared = PrepareJob(request, response, deadline, *job);
-  } catch (const std::exception& e) {
-    prepared =
-        absl::InternalError(absl::StrCat("unexpected error: ", e.what()));
-  }
   if (!prepared.ok()) {
     finish(prepared, nullptr, 0);
     return;
@@ -198,7 +250,7 @@ void InferenceService::StartInference(
   job->phases.compute_input = std::chrono::duration_cast<Nanoseconds>(
       std::chrono::steady_clock::now() - arrival);
   job->done = [finish = std::move(finish)](InferJob& finished,
-                                           const absl::Status& status) {
+                                           const absl::Status& status) mutable {
     finish(status, &finished.phases, finished.validated.batch);
   };
   scheduler_.Submit(std::move(job));
@@ -207,13 +259,39 @@ void InferenceService::StartInference(
 absl::Status InferenceService::PrepareJob(
     const inference::ModelInferRequest& request,
     inference::ModelInferResponse& response,
-    std::chrono::system_clock::time_point deadline, InferJob& job) const {
+    std::chrono::system_clock::time_point deadline, bool streamed,
+    InferJob& job, int64_t* reserved) {
   if (draining_.load()) {
     return absl::UnavailableError("server is shutting down; retry elsewhere");
   }
   absl::StatusOr<ValidatedInferRequest> validated =
       ValidateInferRequest(request, model_);
   if (!validated.ok()) return validated.status();
+  // Before anything is allocated: gRPC would refuse to send the reply.
+  if (absl::Status fits =
+          CheckResponseFits(*validated, limits_.max_send_bytes, streamed);
+      !fits.ok()) {
+    return fits;
+  }
+  // What the request holds until its reply is sent: its message, the reply
+  // and the FP32 staging of BF16 outputs.
+  int64_t bytes =
+      static_cast<int64_t>(request.ByteSizeLong()) + validated->response_bytes;
+  for (const RequestedOutput& output : validated->outputs) {
+    if (output.precision == Precision::kBFloat16) {
+      bytes += ElementCount(OutputShape(*validated, output.tensor, model_)) *
+               static_cast<int64_t>(sizeof(float));
+    }
+  }
+  if (!TryReserve(bytes)) {
+    return absl::UnavailableError(absl::StrCat(
+        "server busy: requests in progress hold ", pending_bytes_.load(),
+        " bytes of the ", limits_.max_pending_bytes,
+        " they may, and this one needs ", bytes,
+        "; retry after a short backoff"));
+  }
+  *reserved = bytes;
+
   job.request = &request;
   job.response = &response;
   job.deadline = deadline;
@@ -222,33 +300,28 @@ absl::Status InferenceService::PrepareJob(
   response.set_model_name(model_.name);
   response.set_model_version(model_.version);
   response.set_id(request.id());
-  const int64_t n = job.validated.batch;
-  const int64_t k = model_.in_features, m = model_.out_features;
   // The core writes FP32; a BF16 output is computed into staging first.
   std::vector<std::pair<float**, size_t>> staged;  // (pointer, offset)
   for (const RequestedOutput& output : job.validated.outputs) {
     float** target = nullptr;
-    std::vector<int64_t> shape;
     switch (output.tensor) {
       case OutputTensor::kY:
         target = &job.y;
-        shape = {n, m};
         break;
       case OutputTensor::kGradX:
         target = &job.gradients.grad_x;
-        shape = job.validated.x_shape;
         break;
       case OutputTensor::kGradWeight:
         target = &job.gradients.grad_weight;
-        shape = {m, k};
         break;
       case OutputTensor::kGradBias:
         target = &job.gradients.grad_bias;
-        shape = {m};
         break;
     }
     size_t count = 0;
-    void* bytes = AddOutput(response, output, shape, &count);
+    void* bytes =
+        AddOutput(response, output,
+                  OutputShape(job.validated, output.tensor, model_), &count);
     if (output.precision == Precision::kFloat32) {
       *target = static_cast<float*>(bytes);
     } else {
@@ -266,16 +339,20 @@ absl::Status InferenceService::PrepareJob(
   return absl::OkStatus();
 }
 
-grpc::ServerBidiReactor<inference::ModelInferRequest,
-                        inference::ModelStreamInferResponse>*
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 InferenceService::ModelStreamInfer(grpc::CallbackServerContext* context) {
   const auto deadline = context->deadline();
+  OrderedStreamReactor::Options options;
+  options.max_pending = static_cast<size_t>(limits_.max_stream_pending);
+  options.max_reply_bytes = limits_.max_send_bytes;
   return new OrderedStreamReactor(
       [this, deadline](const inference::ModelInferRequest& request,
                        inference::ModelInferResponse& response,
                        OrderedStreamReactor::Done done) {
-        StartInference(request, response, deadline, std::move(done));
-      });
+        StartInference(request, response, deadline, /*streamed=*/true,
+                       std::move(done));
+      },
+      options);
 }
 
 }  // namespace reluserve

@@ -11,10 +11,31 @@
 #include "server/core/linear_relu.h"
 #include "server/service/message_pool.h"
 #include "server/service/model_config.h"
+#include "server/service/ordered_stream.h"
 #include "server/service/scheduler.h"
 #include "server/service/statistics.h"
 
 namespace reluserve {
+
+// What one client may make the server hold (docs/api.md, "Memory bounds"
+// and "Message size").
+struct InferenceLimits {
+  // ModelStreamInfer messages a stream may have read and not yet answered
+  // (queued, computing, or answered and waiting for their write); at the
+  // bound the stream stops reading, so HTTP/2 flow control holds back a
+  // client that sends without reading its replies.
+  int max_stream_pending = 16;
+  // Bytes that accepted inference requests may hold at once, from admission
+  // until their reply has been sent: each request's message, its reply and
+  // any BF16 staging. A request that would go beyond gets UNAVAILABLE with a
+  // retry hint, except when nothing else is held (so any valid request can
+  // run). 0: max(1 GiB, 4 × (the receive limit + the send limit)).
+  int64_t max_pending_bytes = 0;
+  // The largest message the server sends; a request whose reply would be
+  // larger is refused with INVALID_ARGUMENT before compute. 0: the limit
+  // Server sets, MaxSendBytes(model).
+  int64_t max_send_bytes = 0;
+};
 
 // The Open Inference Protocol over one LinearRelu model. Each RPC is a short
 // adapter: validate, hand the job to the scheduler, translate the status.
@@ -22,20 +43,30 @@ namespace reluserve {
 // Thread safety: gRPC calls every method from many threads at once; the
 // model is immutable after start-up, counters are atomic and the scheduler
 // is thread-safe.
-class InferenceService final
-    : public inference::GRPCInferenceService::CallbackService {
+class InferenceService final : public OrderedStreamCallbackService {
  public:
-  InferenceService(ModelConfig model, std::shared_ptr<const LinearRelu> layer,
-                   const Scheduler::Options& scheduling);
+  InferenceService(reluserve::ModelConfig model,
+                   std::shared_ptr<const LinearRelu> layer,
+                   const Scheduler::Options& scheduling,
+                   const InferenceLimits& limits = InferenceLimits());
   ~InferenceService() override;
+
+  // The limits in force, defaults resolved.
+  const InferenceLimits& limits() const { return limits_; }
 
   // From now on readiness answers false and new inference requests get
   // UNAVAILABLE; requests already accepted finish normally.
   void StartDraining() { draining_.store(true); }
+  // ServerReady and ModelReady answer false from now on (the listener
+  // failed: new connections cannot be made); calls are still served.
+  void MarkNotReady() { not_ready_.store(true); }
 
   // Inference requests accepted and not yet answered (unary calls and
   // stream messages).
   int64_t requests_in_flight() const { return requests_in_flight_.load(); }
+  // Bytes held by accepted requests whose replies are not yet sent (see
+  // InferenceLimits::max_pending_bytes).
+  int64_t pending_bytes() const { return pending_bytes_.load(); }
 
   grpc::ServerUnaryReactor* ServerLive(
       grpc::CallbackServerContext* context,
@@ -61,35 +92,51 @@ class InferenceService final
       grpc::CallbackServerContext* context,
       const inference::ModelInferRequest* request,
       inference::ModelInferResponse* response) override;
-  grpc::ServerBidiReactor<inference::ModelInferRequest,
-                          inference::ModelStreamInferResponse>*
-  ModelStreamInfer(grpc::CallbackServerContext* context) override;
+  // Raw bytes: the stream parses its messages (OrderedStreamReactor).
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ModelStreamInfer(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* ModelConfig(
+      grpc::CallbackServerContext* context,
+      const inference::ModelConfigRequest* request,
+      inference::ModelConfigResponse* response) override;
   grpc::ServerUnaryReactor* ModelStatistics(
       grpc::CallbackServerContext* context,
       const inference::ModelStatisticsRequest* request,
       inference::ModelStatisticsResponse* response) override;
 
  private:
-  using Done = std::function<void(const absl::Status&)>;
+  // The outcome, and what to call once the reply has been sent (it gives
+  // the request's bytes back to the budget; may be empty).
+  using Done = OrderedStreamReactor::Done;
 
-  // Validates `request`, lays out the outputs in `response` and submits the
-  // job; `done` is called exactly once with the outcome (`response` cleared
-  // on failure), possibly before this returns.
+  // Validates `request` (its reply checked against the send limit, in a
+  // stream's wrapper if `streamed`), reserves its bytes, lays out the
+  // outputs in `response` and submits the job; `done` is called exactly once
+  // with the outcome (`response` cleared on failure), possibly before this
+  // returns.
   void StartInference(const inference::ModelInferRequest& request,
                       inference::ModelInferResponse& response,
                       std::chrono::system_clock::time_point deadline,
-                      Done done);
+                      bool streamed, Done done);
+  // `*reserved`: the bytes taken from the budget, also when failing after.
   absl::Status PrepareJob(const inference::ModelInferRequest& request,
                           inference::ModelInferResponse& response,
                           std::chrono::system_clock::time_point deadline,
-                          InferJob& job) const;
+                          bool streamed, InferJob& job, int64_t* reserved);
+  // Takes `bytes` from the budget unless it would go beyond it while
+  // something else is held.
+  bool TryReserve(int64_t bytes);
 
-  const ModelConfig model_;
+  const reluserve::ModelConfig model_;
+  const Scheduler::Options scheduling_;
+  const InferenceLimits limits_;  // defaults resolved
   const std::shared_ptr<const LinearRelu> layer_;
   InferenceStatistics statistics_;
   InferMessagePool message_pool_;
   std::atomic<bool> draining_{false};
+  std::atomic<bool> not_ready_{false};
   std::atomic<int64_t> requests_in_flight_{0};
+  std::atomic<int64_t> pending_bytes_{0};
   // Declared last: destroyed first, while the rest is still alive for the
   // jobs it finishes.
   Scheduler scheduler_;

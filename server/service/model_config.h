@@ -16,7 +16,7 @@ struct ModelConfig {
   int64_t max_batch = 4096;
 };
 
-// Tensor names of the contract (API.md).
+// Tensor names of the contract (docs/api.md).
 inline constexpr char kInputX[] = "x";
 inline constexpr char kInputGradY[] = "grad_y";
 inline constexpr char kOutputY[] = "y";

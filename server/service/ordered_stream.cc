@@ -1,70 +1,158 @@
 #include "server/service/ordered_stream.h"
 
+#include <algorithm>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 
 namespace reluserve {
+namespace {
 
-OrderedStreamReactor::OrderedStreamReactor(Handler handler)
-    : handler_(std::move(handler)) {
+// The reply's wire bytes. False when protobuf cannot serialize it (above
+// 2 GiB).
+bool Serialize(const inference::ModelStreamInferResponse& reply,
+               grpc::ByteBuffer* wire) {
+  bool own_buffer = false;
+  wire->Clear();
+  return grpc::SerializationTraits<
+             inference::ModelStreamInferResponse>::Serialize(reply, wire,
+                                                             &own_buffer)
+      .ok();
+}
+
+void SetError(inference::ModelStreamInferResponse& reply,
+              const absl::Status& status) {
+  reply.Clear();
+  reply.set_error_message(absl::StrCat(absl::StatusCodeToString(status.code()),
+                                       ": ", status.message()));
+}
+
+}  // namespace
+
+OrderedStreamReactor::OrderedStreamReactor(Handler handler,
+                                           const Options& options)
+    : handler_(std::move(handler)), options_(options) {
   StartRead(&incoming_);
+}
+
+bool OrderedStreamReactor::MayRead() {
+  if (reading_ || reads_done_ || broken_ ||
+      slots_.size() >= std::max<size_t>(options_.max_pending, 1)) {
+    return false;
+  }
+  reading_ = true;
+  return true;
 }
 
 void OrderedStreamReactor::OnReadDone(bool ok) {
   if (!ok) {
     std::unique_lock<std::mutex> lock(mutex_);
+    reading_ = false;
     reads_done_ = true;
     Advance(lock);
     return;
   }
-  Slot* slot;
+  ++messages_read_;
+  auto slot = std::make_unique<Slot>();
+  // Consumes incoming_, ready for the next read.
+  if (!grpc::SerializationTraits<inference::ModelInferRequest>::Deserialize(
+           &incoming_, &slot->request)
+           .ok()) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    reading_ = false;
+    reads_done_ = true;
+    read_error_ = grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("message ", messages_read_,
+                     " of the stream could not be parsed as an "
+                     "inference.ModelInferRequest; the messages before it "
+                     "were answered, it and any later ones were not "
+                     "processed"));
+    Advance(lock);
+    return;
+  }
+  Slot* added;
+  bool read;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    slots_.push_back(std::make_unique<Slot>());
-    slot = slots_.back().get();
-    slot->request.Swap(&incoming_);
+    slots_.push_back(std::move(slot));
+    added = slots_.back().get();
     ++computing_;
+    reading_ = false;
+    read = MayRead();
   }
-  handler_(
-      slot->request, *slot->reply.mutable_infer_response(),
-      [this, slot](const absl::Status& status) {
-        std::unique_lock<std::mutex> lock(mutex_);
-        if (!status.ok()) {
-          slot->reply.clear_infer_response();
-          slot->reply.set_error_message(absl::StrCat(
-              absl::StatusCodeToString(status.code()), ": ", status.message()));
-        }
-        slot->ready = true;
-        --computing_;
-        Advance(lock);
-      });
-  StartRead(&incoming_);
+  handler_(added->request, *added->reply.mutable_infer_response(),
+           [this, added](const absl::Status& status, Sent sent) {
+             Answer(added, status, std::move(sent));
+           });
+  if (read) StartRead(&incoming_);
+}
+
+void OrderedStreamReactor::Answer(Slot* slot, const absl::Status& status,
+                                  Sent sent) {
+  // Until `ready` is set only this thread touches the slot's messages.
+  if (!status.ok()) SetError(slot->reply, status);
+  const bool serialized = Serialize(slot->reply, &slot->wire);
+  if (!serialized ||
+      static_cast<int64_t>(slot->wire.Length()) > options_.max_reply_bytes) {
+    // gRPC would refuse to send it and end the stream.
+    SetError(slot->reply,
+             absl::InternalError(absl::StrCat(
+                 "the response is ",
+                 serialized ? absl::StrCat(slot->wire.Length(), " bytes")
+                            : std::string("too large to serialize"),
+                 ", above the server's send limit of ",
+                 options_.max_reply_bytes, " bytes")));
+    Serialize(slot->reply, &slot->wire);
+  }
+  // Only the wire bytes are kept until the write: free both messages.
+  {
+    inference::ModelInferRequest empty;
+    slot->request.Swap(&empty);
+  }
+  {
+    inference::ModelStreamInferResponse empty;
+    slot->reply.Swap(&empty);
+  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  slot->sent = std::move(sent);
+  slot->ready = true;
+  --computing_;
+  Advance(lock);
 }
 
 void OrderedStreamReactor::OnWriteDone(bool ok) {
   std::unique_lock<std::mutex> lock(mutex_);
+  // Destroyed (its `sent` run) after unlocking.
+  std::unique_ptr<Slot> written = std::move(slots_.front());
   slots_.pop_front();
   writing_ = false;
   if (!ok) broken_ = true;
-  Advance(lock);
+  const bool read = MayRead();
+  Advance(lock, read);
 }
 
-void OrderedStreamReactor::Advance(std::unique_lock<std::mutex>& lock) {
-  inference::ModelStreamInferResponse* to_write = nullptr;
+void OrderedStreamReactor::Advance(std::unique_lock<std::mutex>& lock,
+                                   bool read) {
+  grpc::ByteBuffer* to_write = nullptr;
   bool finish = false;
+  grpc::Status status;
+  // Once writes fail nothing more is read: a paused read never resumes.
+  const bool no_more_reads = reads_done_ || (broken_ && !reading_);
   if (!writing_ && !broken_ && !slots_.empty() && slots_.front()->ready) {
     writing_ = true;
-    to_write = &slots_.front()->reply;
-  } else if (reads_done_ && computing_ == 0 && !writing_ &&
+    to_write = &slots_.front()->wire;
+  } else if (no_more_reads && computing_ == 0 && !writing_ &&
              (slots_.empty() || broken_) && !finished_) {
     finished_ = true;
     finish = true;
+    status = broken_ ? grpc::Status::CANCELLED : read_error_;
   }
-  const bool broken = broken_;
   lock.unlock();
+  if (read) StartRead(&incoming_);
   if (to_write != nullptr) StartWrite(to_write);
-  if (finish) Finish(broken ? grpc::Status::CANCELLED : grpc::Status::OK);
+  if (finish) Finish(status);
 }
 
 }  // namespace reluserve

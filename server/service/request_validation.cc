@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "google/protobuf/io/coded_stream.h"
 
 namespace reluserve {
 namespace {
@@ -161,6 +162,54 @@ absl::Status CheckXShape(
   return absl::OkStatus();
 }
 
+// Wire sizes of the protobuf encoding (every field number here is below 16,
+// so each tag is one byte).
+int64_t VarintBytes(uint64_t value) {
+  return static_cast<int64_t>(
+      google::protobuf::io::CodedOutputStream::VarintSize64(value));
+}
+
+int64_t DelimitedField(int64_t length) {
+  return 1 + VarintBytes(static_cast<uint64_t>(length)) + length;
+}
+
+// A proto3 string field: absent when empty.
+int64_t StringField(size_t length) {
+  return length == 0 ? 0 : DelimitedField(static_cast<int64_t>(length));
+}
+
+// What InferenceService puts in the response: model_name, model_version,
+// id, then per output an InferOutputTensor (name, datatype, packed shape) and
+// a raw_output_contents entry.
+int64_t ResponseBytes(const inference::ModelInferRequest& request,
+                      const ValidatedInferRequest& validated,
+                      const ModelConfig& model) {
+  int64_t bytes = StringField(model.name.size()) +
+                  StringField(model.version.size()) +
+                  StringField(request.id().size());
+  for (const RequestedOutput& output : validated.outputs) {
+    int64_t shape_bytes = 0, count = 1;
+    for (int64_t dim : OutputShape(validated, output.tensor, model)) {
+      shape_bytes += VarintBytes(static_cast<uint64_t>(dim));
+      count *= dim;
+    }
+    const absl::string_view datatype =
+        output.precision == Precision::kBFloat16 ? kBf16 : kFp32;
+    const int64_t tensor = StringField(OutputName(output.tensor).size()) +
+                           StringField(datatype.size()) +
+                           (shape_bytes == 0 ? 0 : DelimitedField(shape_bytes));
+    bytes += DelimitedField(tensor);
+    // A repeated bytes entry is written even when empty.
+    bytes += DelimitedField(
+        count * static_cast<int64_t>(ElementBytes(output.precision)));
+  }
+  return bytes;
+}
+
+// Every check on the tensors and the outputs asked for.
+absl::StatusOr<ValidatedInferRequest> ValidateTensors(
+    const inference::ModelInferRequest& request, const ModelConfig& model);
+
 }  // namespace
 
 absl::string_view OutputName(OutputTensor output) {
@@ -199,6 +248,39 @@ absl::Status CheckModelSelected(absl::string_view name,
   return absl::OkStatus();
 }
 
+std::vector<int64_t> OutputShape(const ValidatedInferRequest& request,
+                                 OutputTensor output,
+                                 const ModelConfig& model) {
+  const int64_t k = model.in_features, m = model.out_features;
+  switch (output) {
+    case OutputTensor::kY:
+      return {request.batch, m};
+    case OutputTensor::kGradX:
+      return request.x_shape;
+    case OutputTensor::kGradWeight:
+      return {m, k};
+    case OutputTensor::kGradBias:
+      return {m};
+  }
+  return {};
+}
+
+int64_t StreamResponseBytes(int64_t infer_response_bytes) {
+  return DelimitedField(infer_response_bytes);
+}
+
+absl::Status CheckResponseFits(const ValidatedInferRequest& request,
+                               int64_t max_message_bytes, bool streamed) {
+  const int64_t bytes = streamed ? StreamResponseBytes(request.response_bytes)
+                                 : request.response_bytes;
+  if (bytes <= max_message_bytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the response would be ", bytes,
+      " bytes, above the server's send limit of ", max_message_bytes,
+      " bytes; ask for fewer rows or outputs, outputs in BF16, or a shorter "
+      "id"));
+}
+
 absl::StatusOr<ValidatedInferRequest> ValidateInferRequest(
     const inference::ModelInferRequest& request, const ModelConfig& model) {
   if (absl::Status selected = CheckModelSelected(
@@ -206,6 +288,18 @@ absl::StatusOr<ValidatedInferRequest> ValidateInferRequest(
       !selected.ok()) {
     return selected;
   }
+  absl::StatusOr<ValidatedInferRequest> validated =
+      ValidateTensors(request, model);
+  if (validated.ok()) {
+    validated->response_bytes = ResponseBytes(request, *validated, model);
+  }
+  return validated;
+}
+
+namespace {
+
+absl::StatusOr<ValidatedInferRequest> ValidateTensors(
+    const inference::ModelInferRequest& request, const ModelConfig& model) {
   const int raw_count = request.raw_input_contents_size();
   if (raw_count > 0 && raw_count != request.inputs_size()) {
     return absl::InvalidArgumentError(
@@ -319,4 +413,5 @@ absl::StatusOr<ValidatedInferRequest> ValidateInferRequest(
   return validated;
 }
 
+}  // namespace
 }  // namespace reluserve

@@ -35,6 +35,10 @@ struct ValidatedInferRequest {
   std::vector<int64_t> x_shape;  // as the client sent it, e.g. [N, 3, 32, 32]
   const void* grad_y = nullptr;  // [batch, M], or null for forward only
   std::vector<RequestedOutput> outputs;  // what to return, in order
+  // The exact serialized size of the ModelInferResponse that answers the
+  // request (id, model name and version, every output's name, datatype,
+  // shape and bytes), known before anything is allocated or computed.
+  int64_t response_bytes = 0;
 
   bool NeedsBackward() const;
 };
@@ -45,6 +49,22 @@ struct ValidatedInferRequest {
 // expected and what came.
 absl::StatusOr<ValidatedInferRequest> ValidateInferRequest(
     const inference::ModelInferRequest& request, const ModelConfig& model);
+
+// The shape `output` goes out in: y [N, M], grad_x the shape of x,
+// grad_weight [M, K], grad_bias [M].
+std::vector<int64_t> OutputShape(const ValidatedInferRequest& request,
+                                 OutputTensor output, const ModelConfig& model);
+
+// The size of the ModelStreamInferResponse that wraps a ModelInferResponse
+// of `infer_response_bytes` (the stream's message).
+int64_t StreamResponseBytes(int64_t infer_response_bytes);
+
+// InvalidArgument, naming both sizes, when the response to `request` (in a
+// stream's wrapper if `streamed`) would exceed `max_message_bytes`, the
+// largest message the server sends: gRPC would refuse to send it after the
+// compute, and on a stream end the whole stream.
+absl::Status CheckResponseFits(const ValidatedInferRequest& request,
+                               int64_t max_message_bytes, bool streamed);
 
 // NotFound unless `name`/`version` select the served model; an empty version
 // means the server's choice.

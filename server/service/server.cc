@@ -6,10 +6,16 @@
 
 #include <algorithm>
 #include <climits>
+#include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/service/grpc_logging.h"
 #include "server/service/inference_service.h"
+#include "spdlog/spdlog.h"
 
 namespace reluserve {
 namespace {
@@ -21,6 +27,41 @@ int ClampToInt(int64_t bytes) {
   return static_cast<int>(std::min<int64_t>(bytes, INT_MAX));
 }
 
+// Says what to do instead of gRPC's raw error dump, which names the cause
+// deep inside a nested description.
+absl::Status BindError(const std::string& address, int port,
+                       const std::vector<std::string>& grpc_log) {
+  const auto mentions = [&grpc_log](absl::string_view text) {
+    return std::any_of(grpc_log.begin(), grpc_log.end(),
+                       [text](const std::string& line) {
+                         return absl::StrContains(line, text);
+                       });
+  };
+  if (mentions("Address already in use")) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", address, ": port ", port,
+        " is already in use by another process (another reluserve-server?). "
+        "Stop it, choose another port with --port N, or pass --port 0 to "
+        "take a free one (the port is logged)"));
+  }
+  if (mentions("Cannot assign requested address") ||
+      mentions("Address not available")) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", address,
+        ": no interface of this machine has that address; use --host "
+        "127.0.0.1, or 0.0.0.0 / :: for every interface"));
+  }
+  if (mentions("Permission denied")) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", address,
+                     ": permission denied (ports below "
+                     "1024 need privileges); choose --port 1024 or above"));
+  }
+  std::string detail = absl::StrJoin(grpc_log, "; ");
+  return absl::UnavailableError(absl::StrCat(
+      "cannot listen on ", address, detail.empty() ? "" : ": ", detail));
+}
+
 }  // namespace
 
 std::string HostPort(const std::string& host, int port) {
@@ -29,6 +70,24 @@ std::string HostPort(const std::string& host, int port) {
       host.find(':') != std::string::npos && host.front() != '[';
   return bare_ipv6 ? absl::StrCat("[", host, "]:", port)
                    : absl::StrCat(host, ":", port);
+}
+
+absl::Status CheckMessageLimits(const ModelConfig& model) {
+  // The larger of the two messages per row and per model, as MaxSendBytes.
+  const int64_t per_row = (model.in_features + model.out_features) * 4;
+  const int64_t per_model = (model.in_features + 1) * model.out_features * 4;
+  const int64_t room = int64_t{INT_MAX} - per_model - kEnvelopeBytes;
+  const int64_t largest_batch = room > 0 ? room / per_row : 0;
+  if (model.max_batch <= largest_batch) return absl::OkStatus();
+  if (largest_batch < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a model with K=", model.in_features, " and M=", model.out_features,
+        " does not fit in gRPC's 2 GiB message limit at any batch size"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--max-batch ", model.max_batch, " needs messages above gRPC's 2 GiB ",
+      "limit for K=", model.in_features, ", M=", model.out_features,
+      ": the largest batch that fits is ", largest_batch));
 }
 
 int MaxReceiveBytes(const ModelConfig& model) {
@@ -45,11 +104,15 @@ int MaxSendBytes(const ModelConfig& model) {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     Options options, std::shared_ptr<const LinearRelu> layer) {
+  if (absl::Status fits = CheckMessageLimits(options.model); !fits.ok()) {
+    return fits;
+  }
   std::unique_ptr<Server> server(new Server());
   server->options_ = std::move(options);
   const ModelConfig& model = server->options_.model;
   server->service_ = std::make_unique<InferenceService>(
-      model, std::move(layer), server->options_.scheduling);
+      model, std::move(layer), server->options_.scheduling,
+      server->options_.limits);
   server->max_receive_bytes_ = MaxReceiveBytes(model);
   server->max_send_bytes_ = MaxSendBytes(model);
 
@@ -61,21 +124,45 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(server->max_receive_bytes_);
   builder.SetMaxSendMessageSize(server->max_send_bytes_);
+  if (server->options_.max_connection_idle.count() > 0) {
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+        static_cast<int>(std::min<int64_t>(
+            server->options_.max_connection_idle.count(), INT_MAX)));
+  }
   const std::string requested =
       HostPort(server->options_.host, server->options_.port);
   builder.AddListeningPort(requested, grpc::InsecureServerCredentials(),
                            &server->port_);
   builder.RegisterService(server->service_.get());
+  GrpcLogCapture bind_log;
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", requested,
-                     ": the address is in use or not available here"));
+    return BindError(requested, server->options_.port, bind_log.Take());
   }
+  Server* raw = server.get();
+  SetGrpcListenerFailureHandler([raw](const std::string& grpc_message) {
+    raw->OnListenerFailure(grpc_message);
+  });
   return server;
 }
 
-Server::~Server() { Shutdown(std::chrono::system_clock::now()); }
+Server::~Server() {
+  SetGrpcListenerFailureHandler(nullptr);
+  Shutdown(std::chrono::system_clock::now());
+}
+
+void Server::OnListenerFailure(const std::string& grpc_message) {
+  if (listener_failed_.exchange(true)) return;
+  spdlog::critical(
+      "{} no longer accepts connections (gRPC: {}); readiness and health are "
+      "now false. Calls on open connections still work. Restart the server, "
+      "and raise its open-file limit (ulimit -n, systemd LimitNOFILE) or "
+      "lower --max-connection-idle-ms",
+      address(), grpc_message);
+  service_->MarkNotReady();
+  grpc_server_->GetHealthCheckService()->SetServingStatus(false);
+}
 
 std::string Server::address() const { return HostPort(options_.host, port_); }
 
@@ -99,7 +186,11 @@ void Server::Shutdown(std::chrono::system_clock::time_point deadline) {
       }
       std::this_thread::sleep_for(kPoll);
     }
-    grpc_server_->Shutdown(deadline);
+    // What is left are idle streams and health watches, which would hold
+    // the shutdown until the deadline, and calls that are still arriving,
+    // which are answered UNAVAILABLE within the grace.
+    grpc_server_->Shutdown(std::min(
+        deadline, std::chrono::system_clock::now() + options_.idle_call_grace));
     grpc_server_->Wait();
   });
 }

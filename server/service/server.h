@@ -1,13 +1,16 @@
 #ifndef RELUSERVE_SERVER_SERVICE_SERVER_H_
 #define RELUSERVE_SERVER_SERVICE_SERVER_H_
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "server/core/linear_relu.h"
+#include "server/service/inference_service.h"
 #include "server/service/model_config.h"
 #include "server/service/scheduler.h"
 
@@ -31,6 +34,14 @@ class Server {
     int port = 8001;  // 0 picks a free port; see port()
     ModelConfig model;
     Scheduler::Options scheduling;
+    // Stream and memory bounds; max_send_bytes 0 is MaxSendBytes(model).
+    InferenceLimits limits;
+    // A connection with no call for this long is closed (GOAWAY), so idle
+    // connections cannot hold file descriptors for ever; 0 keeps them.
+    std::chrono::milliseconds max_connection_idle{300000};
+    // Once a drain has nothing in flight, how long idle streams and health
+    // watches are given before gRPC cancels them.
+    std::chrono::milliseconds idle_call_grace{500};
   };
 
   // Binds and starts serving. Fails (without serving anything) when the
@@ -57,6 +68,7 @@ class Server {
 
  private:
   Server() = default;
+  void OnListenerFailure(const std::string& grpc_message);
 
   Options options_;
   int port_ = 0;
@@ -65,10 +77,15 @@ class Server {
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::once_flag shutdown_once_;
+  std::atomic<bool> listener_failed_{false};
 };
 
 // "host:port" for gRPC, with brackets around an IPv6 literal.
 std::string HostPort(const std::string& host, int port);
+
+// InvalidArgument, naming the largest batch that fits, when the messages
+// for `model`'s largest batch would exceed gRPC's 2 GiB message limit.
+absl::Status CheckMessageLimits(const ModelConfig& model);
 
 // Message limits that fit the largest batch of `model`, with room for the
 // protocol's own fields.

@@ -3,6 +3,11 @@
 
 #include <signal.h>
 
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
 namespace reluserve {
 
 // SIGINT and SIGTERM, taken synchronously by Wait() instead of by a handler.
@@ -18,6 +23,37 @@ class StopSignals {
 
  private:
   sigset_t signals_;
+};
+
+// The server's answer to SIGINT and SIGTERM, on a thread of its own that
+// starts with the object (so construct it first in main, like StopSignals):
+// - before MarkServing(), a signal ends the process at once (start-up, e.g.
+//   loading a large weights file, is not worth finishing);
+// - after it, the first signal is returned by WaitForStop(), which starts
+//   the drain, and a second one ends the process at once.
+// "At once" is std::_Exit(128 + signal), after one log line.
+//
+// Thread safety: MarkServing() and WaitForStop() may be called from any
+// thread; WaitForStop() by one thread at a time.
+class StopSignalWatcher {
+ public:
+  StopSignalWatcher();
+  ~StopSignalWatcher();  // only reached if no signal came; see Detach
+  StopSignalWatcher(const StopSignalWatcher&) = delete;
+  StopSignalWatcher& operator=(const StopSignalWatcher&) = delete;
+
+  void MarkServing();
+  // Blocks until the first signal after MarkServing(); returns its number.
+  int WaitForStop();
+
+ private:
+  void Run();
+
+  StopSignals signals_;
+  absl::Mutex mutex_;
+  bool serving_ ABSL_GUARDED_BY(mutex_) = false;
+  int received_ ABSL_GUARDED_BY(mutex_) = 0;
+  std::thread thread_;
 };
 
 }  // namespace reluserve

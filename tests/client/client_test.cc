@@ -216,10 +216,24 @@ TEST_F(ClientTest, HealthOfAnUnreachableServerIsUnavailable) {
   ClientOptions options = Options();
   options.target = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
   absl::StatusOr<HealthStatus> health = Client(options).Health();
-  close(held);
   EXPECT_EQ(health.status().code(), absl::StatusCode::kUnavailable)
       << health.status();
   EXPECT_FALSE(health.status().message().empty());
+
+  const Client client(options);
+  const absl::Status connected =
+      client.WaitForConnection(std::chrono::milliseconds(200));
+  close(held);
+  EXPECT_EQ(connected.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(connected.message(), HasSubstr("cannot reach " + options.target +
+                                             ": no connection within 200 ms"));
+  EXPECT_THAT(connected.message(), HasSubstr("--connect-timeout-ms"));
+}
+
+TEST_F(ClientTest, WaitForConnectionSucceedsAgainstALiveServer) {
+  EXPECT_TRUE(Client(Options())
+                  .WaitForConnection(std::chrono::milliseconds(5000))
+                  .ok());
 }
 
 TEST_F(ClientTest, Metadata) {
@@ -451,6 +465,33 @@ TEST(FromGrpcStatusTest, MapsEveryCodeToTheSameName) {
                 grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too big"))
                 .code(),
             absl::StatusCode::kResourceExhausted);
+}
+
+TEST(FromGrpcStatusTest, ExplainsGrpcsMessageSizeLimit) {
+  const absl::Status status = FromGrpcStatus(
+      grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                   "Received message larger than max (61440035 vs. 53018624)"));
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(status.message(),
+              HasSubstr("(61440035 vs. 53018624): the request is larger than "
+                        "the server accepts; send fewer rows"));
+}
+
+TEST(CheckBatchSizeTest, RefusesMoreRowsThanTheModelAccepts) {
+  inference::ModelConfig config;
+  config.set_name("linear_relu");
+  config.set_max_batch_size(4096);
+  InferInputs inputs;
+  inputs.x.shape = {4096, 3072};
+  EXPECT_TRUE(CheckBatchSize(inputs, config).ok());
+  inputs.x.shape = {5000, 3, 32, 32};
+  const absl::Status status = CheckBatchSize(inputs, config);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(),
+              HasSubstr("x has 5000 rows, more than the maximum batch size of "
+                        "4096 that model \"linear_relu\" accepts"));
+  config.set_max_batch_size(0);  // no stated limit
+  EXPECT_TRUE(CheckBatchSize(inputs, config).ok());
 }
 
 }  // namespace

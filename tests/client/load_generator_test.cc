@@ -1,6 +1,7 @@
 // LoadGenerator end to end against an in-process fake GRPCInferenceService
 // on 127.0.0.1: exact request counts, errors by code, streams in order, the
-// open loop's schedule and drops, statistics deltas, separate connections.
+// open loop's schedule and drops, statistics deltas, separate connections,
+// the backoff after UNAVAILABLE and a server that went away.
 
 #include "client/load_generator.h"
 
@@ -42,6 +43,9 @@ constexpr int64_t kM = 3;
 class FakeService final : public inference::GRPCInferenceService::Service {
  public:
   std::atomic<bool> fail_all{false};
+  // UNAVAILABLE for every request, or for the first this many.
+  std::atomic<bool> unavailable_all{false};
+  std::atomic<int> unavailable_first{0};
   std::atomic<int> delay_ms{0};
   std::atomic<bool> statistics{true};
 
@@ -86,6 +90,9 @@ class FakeService final : public inference::GRPCInferenceService::Service {
     ++infer_calls;
     Remember(*context, *request);
     Delay();
+    if (Unavailable()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "shutting down");
+    }
     if (fail_all) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "input 'x': expected FP32, got INT8");
@@ -109,7 +116,9 @@ class FakeService final : public inference::GRPCInferenceService::Service {
       last_id = id;
       Delay();
       inference::ModelStreamInferResponse reply;
-      if (fail_all) {
+      if (Unavailable()) {
+        reply.set_error_message("UNAVAILABLE: shutting down");
+      } else if (fail_all) {
         // As ReluServe does: the code name first; the stream stays open.
         reply.set_error_message("INVALID_ARGUMENT: input 'x': bad");
       } else {
@@ -149,6 +158,10 @@ class FakeService final : public inference::GRPCInferenceService::Service {
   }
 
  private:
+  bool Unavailable() {
+    return unavailable_all || unavailable_first.fetch_sub(1) > 0;
+  }
+
   void Remember(const grpc::ServerContext& context,
                 const inference::ModelInferRequest& request) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -530,6 +543,106 @@ TEST_F(LoadGeneratorTest, UnknownModelFailsBeforeMeasuring) {
   EXPECT_THAT(steps.status().message(), HasSubstr("ModelMetadata"));
 }
 
+TEST_F(LoadGeneratorTest, ClosedLoopBacksOffAfterUnavailable) {
+  // Without the backoff, two slots answered at once would send thousands of
+  // requests in a second.
+  service_.unavailable_all = true;
+  LoadOptions options = Options();
+  options.concurrency = {2};
+  options.duration_s = 1.0;
+  options.server_gone_after_s = 3600;  // only the backoff here
+  const std::vector<StepResult> steps = Run(options);
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_FALSE(steps[0].server_gone);
+  EXPECT_THAT(steps[0].errors_by_code, ElementsAre(Pair("UNAVAILABLE", Gt(0))));
+  // Per slot: 50, 80, 128, 205, 328 ms... (+-20%): at most 8 in 1 s.
+  EXPECT_LE(service_.infer_calls, 2 * 8 + 2);
+}
+
+TEST_F(LoadGeneratorTest, RetriesAfterUnavailableAreCountedRequests) {
+  // The slot backs off, then carries on: the 20 requests are 5 UNAVAILABLE
+  // answers and 15 successes, and the step does not end while a retry waits.
+  for (bool stream : {false, true}) {
+    service_.unavailable_first = 5;
+    LoadOptions options = Options();
+    options.stream = stream;
+    options.concurrency = {1};
+    options.requests = 20;
+    const auto start = std::chrono::steady_clock::now();
+    const std::vector<StepResult> steps = Run(options);
+    ASSERT_EQ(steps.size(), 1u);
+    EXPECT_FALSE(steps[0].server_gone) << "stream " << stream;
+    EXPECT_EQ(steps[0].requests, 20) << "stream " << stream;
+    EXPECT_EQ(steps[0].successes, 15) << "stream " << stream;
+    EXPECT_THAT(steps[0].errors_by_code, ElementsAre(Pair("UNAVAILABLE", 5)))
+        << "stream " << stream;
+    // Five backoffs, 50 to 262 ms (+-20%): about 0.65 s in all.
+    EXPECT_GE(std::chrono::steady_clock::now() - start,
+              std::chrono::milliseconds(400))
+        << "stream " << stream;
+  }
+}
+
+TEST_F(LoadGeneratorTest, ServerAnsweringOnlyUnavailableHasGoneAway) {
+  service_.unavailable_all = true;
+  for (bool stream : {false, true}) {
+    LoadOptions options = Options();
+    options.stream = stream;
+    options.concurrency = {4, 8};
+    options.duration_s = 30;
+    options.server_gone_after_s = 0.5;
+    const auto start = std::chrono::steady_clock::now();
+    const std::vector<StepResult> steps = Run(options);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3))
+        << "stream " << stream;
+    ASSERT_EQ(steps.size(), 1u) << "stream " << stream;  // no second step
+    EXPECT_TRUE(steps[0].server_gone) << "stream " << stream;
+    EXPECT_GE(steps[0].server_gone_at_s, 0);
+    EXPECT_LT(steps[0].server_gone_at_s, 0.5);
+    EXPECT_THAT(steps[0].server_gone_error, HasSubstr("shutting down"));
+    EXPECT_EQ(steps[0].successes, 0);
+    EXPECT_GT(steps[0].errors, 0);
+    // 4 slots, each backing off: a handful each before 0.5 s ran out.
+    EXPECT_LE(steps[0].errors, 4 * 6) << "stream " << stream;
+    EXPECT_LE(steps[0].seconds, 1.5) << "stream " << stream;
+  }
+}
+
+TEST_F(LoadGeneratorTest, OpenLoopHoldsArrivalsBackAfterUnavailable) {
+  service_.unavailable_all = true;
+  LoadOptions options = Options();
+  options.rates = {1000};
+  options.arrivals = Arrivals::kConstant;
+  options.duration_s = 1.0;
+  options.server_gone_after_s = 3600;  // only the backoff here
+  const std::vector<StepResult> steps = Run(options);
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_FALSE(steps[0].server_gone);
+  // The gate: 50, 80, 128, 205, 328 ms... (+-20%) between requests sent,
+  // about 7 openings in 1 s, each letting through the arrivals that come
+  // before the UNAVAILABLE answer (1000 without the gate).
+  EXPECT_LE(service_.infer_calls, 25);
+  EXPECT_GT(steps[0].held_back, 900);
+  EXPECT_EQ(steps[0].dropped, steps[0].held_back);
+  EXPECT_EQ(steps[0].requests, steps[0].errors);
+}
+
+TEST_F(LoadGeneratorTest, OpenLoopServerGoneStopsTheSweep) {
+  service_.unavailable_all = true;
+  LoadOptions options = Options();
+  options.rates = {500, 1000};
+  options.duration_s = 30;
+  options.server_gone_after_s = 0.5;
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<StepResult> steps = Run(options);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_TRUE(steps[0].server_gone);
+  // About 5 gate openings in 0.5 s, a few Poisson arrivals each (250
+  // without the gate).
+  EXPECT_LE(service_.infer_calls, 30);
+}
+
 TEST(LoadGeneratorStandaloneTest, UnreachableTargetIsUnavailable) {
   // A port held bound but not listening refuses connections, and no other
   // test can take it meanwhile.
@@ -545,10 +658,20 @@ TEST(LoadGeneratorStandaloneTest, UnreachableTargetIsUnavailable) {
             0);
   LoadOptions options;
   options.target = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
-  options.timeout = std::chrono::milliseconds(300);
+  options.timeout = std::chrono::milliseconds(5000);  // not what counts
+  options.connect_timeout = std::chrono::milliseconds(300);
+  options.channels = 3;  // one deadline for all, not one each
+  const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::vector<StepResult>> steps = LoadGenerator(options).Run();
+  const auto waited = std::chrono::steady_clock::now() - start;
   close(held);
   EXPECT_EQ(steps.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(steps.status().message(),
+              HasSubstr("cannot reach " + options.target +
+                        ": no connection within 300 ms (pass "
+                        "--connect-timeout-ms to wait longer)"));
+  EXPECT_GE(waited, std::chrono::milliseconds(250));
+  EXPECT_LT(waited, std::chrono::milliseconds(2000));
 }
 
 TEST(LoadOptionsTest, Validation) {
@@ -566,6 +689,17 @@ TEST(LoadOptionsTest, Validation) {
   options.batch = 1;
   options.channels = 0;
   EXPECT_FALSE(ValidateLoadOptions(options).ok());
+  options.channels = 1;
+  options.connect_timeout = std::chrono::milliseconds(0);
+  EXPECT_FALSE(ValidateLoadOptions(options).ok());
+  options.connect_timeout = std::chrono::milliseconds(1000);
+  options.backoff.multiplier = 0.5;  // would shrink
+  EXPECT_FALSE(ValidateLoadOptions(options).ok());
+  options.backoff.multiplier = 2;
+  options.backoff.max = std::chrono::milliseconds(10);  // below initial
+  EXPECT_FALSE(ValidateLoadOptions(options).ok());
+  options.backoff.max = std::chrono::milliseconds(2000);
+  EXPECT_TRUE(ValidateLoadOptions(options).ok());
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -143,9 +144,68 @@ TEST(LoadReportTest, OpenLoopReportsRateDroppedAndLate) {
   EXPECT_EQ(json["steps"][0]["rate"], 100);
   EXPECT_EQ(json["steps"][0]["dropped"], 3);
   EXPECT_EQ(json["steps"][0]["late"], 2);
+  EXPECT_EQ(json["late_after_ms"], 1);
   const std::string table = FormatTable(options, steps);
   EXPECT_THAT(table, HasSubstr("dropped"));
   EXPECT_THAT(table, HasSubstr("poisson"));
+  // The legend says what the open loop's columns mean.
+  EXPECT_THAT(table, HasSubstr("late: requests sent more than 1 ms after their "
+                               "scheduled time"));
+  EXPECT_THAT(table, HasSubstr("dropped: arrivals not sent"));
+}
+
+TEST(LoadReportTest, HeldBackArrivalsAreReported) {
+  LoadOptions options = Options();
+  options.rates = {100};
+  std::vector<StepResult> steps(1);
+  steps[0].open_loop = true;
+  steps[0].rate = 100;
+  steps[0].dropped = 40;
+  steps[0].held_back = 30;
+  const nlohmann::json json = nlohmann::json::parse(FormatJson(options, steps));
+  EXPECT_EQ(json["steps"][0]["held_back"], 30);
+  EXPECT_THAT(FormatTable(options, steps),
+              HasSubstr("rate 100/s: 30 of the dropped arrivals were held "
+                        "back while backing off after UNAVAILABLE"));
+  const std::vector<std::string> lines =
+      absl::StrSplit(FormatCsv(options, steps), '\n');
+  const std::vector<std::string> header = absl::StrSplit(lines[0], ',');
+  const std::vector<std::string> row = absl::StrSplit(lines[1], ',');
+  ASSERT_EQ(row.size(), header.size());
+  const auto held = std::find(header.begin(), header.end(), "held_back");
+  ASSERT_NE(held, header.end());
+  EXPECT_EQ(row[held - header.begin()], "30");
+}
+
+TEST(LoadReportTest, ServerGoneIsReportedEverywhere) {
+  LoadOptions options = Options();  // two steps planned
+  std::vector<StepResult> steps = TwoSteps();
+  steps.resize(1);
+  steps[0].server_gone = true;
+  steps[0].server_gone_at_s = 2.345;
+  steps[0].server_gone_error = "Socket closed";
+  steps[0].server.available = false;
+  steps[0].server.note = "not asked: the server went away";
+  const std::string table = FormatTable(options, steps);
+  EXPECT_THAT(table, HasSubstr("server went away at t=2.35 s (during conc 1"));
+  EXPECT_THAT(table, HasSubstr("Socket closed"));
+  EXPECT_THAT(table, HasSubstr("1 later step(s) skipped"));
+  EXPECT_THAT(table, Not(HasSubstr("note: not asked")));
+  EXPECT_THAT(FormatStepLine(steps[0], 2),
+              HasSubstr("(stopped: server went away at t=2.35 s)"));
+  const nlohmann::json json = nlohmann::json::parse(FormatJson(options, steps));
+  EXPECT_EQ(json["steps"][0]["server_gone"], true);
+  EXPECT_DOUBLE_EQ(json["steps"][0]["server_gone_at_s"].get<double>(), 2.345);
+  EXPECT_EQ(json["steps"][0]["server_gone_error"], "Socket closed");
+  const std::vector<std::string> lines =
+      absl::StrSplit(FormatCsv(options, steps), '\n');
+  const std::vector<std::string> header = absl::StrSplit(lines[0], ',');
+  const std::vector<std::string> row = absl::StrSplit(lines[1], ',');
+  ASSERT_EQ(row.size(), header.size());
+  const auto at = std::find(header.begin(), header.end(), "server_gone_at_s");
+  ASSERT_NE(at, header.end());
+  EXPECT_EQ(row[at - header.begin()], "2.345");
+  EXPECT_EQ(row[at - header.begin() - 1], "1");  // server_gone
 }
 
 TEST(LoadReportTest, TableListsStepsErrorsAndNotes) {
@@ -174,6 +234,31 @@ TEST(LoadReportTest, GnuplotDataAndScript) {
   EXPECT_THAT(script, HasSubstr("'/tmp/d.dat' using 2:3"));
   EXPECT_THAT(script, HasSubstr("title 'p50'"));
   EXPECT_THAT(script, HasSubstr("title 'p99'"));
+  EXPECT_THAT(script, HasSubstr("set title 'a title'\n"));
+  // Several lines: single-quoted pieces joined by a double-quoted newline.
+  EXPECT_THAT(GnuplotScript("/tmp/d.dat", "/tmp/p.png", "one\nit's two"),
+              HasSubstr("set title 'one' . \"\\n\" . 'it''s two'\n"));
+}
+
+TEST(LoadReportTest, PlotTitleLinesAreShort) {
+  // The title used to be one line with every setting, clipped at both
+  // sides of the image; now no line is longer than the 1000-pixel-wide
+  // image holds at font size 10 (about 150 characters).
+  LoadOptions options = Options();
+  options.target = "127.0.0.1:54321";
+  options.rates = {100, 200};
+  options.stream = true;
+  options.grad = true;
+  options.channels = 16;
+  const std::string title = PlotTitle(options);
+  const std::vector<std::string> lines = absl::StrSplit(title, '\n');
+  EXPECT_EQ(lines.size(), 3u) << title;
+  for (const std::string& line : lines) {
+    EXPECT_LE(line.size(), 80u) << line;
+  }
+  EXPECT_THAT(title, HasSubstr("target 127.0.0.1:54321"));
+  EXPECT_THAT(title, HasSubstr("ModelStreamInfer, 16 channel(s)"));
+  EXPECT_THAT(title, HasSubstr("open loop (poisson arrivals)"));
 }
 
 TEST(LoadReportTest, PlotWithoutGnuplotSaysWhatToInstall) {

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "server/core/naive_reference.h"
@@ -290,6 +291,210 @@ TEST(LinearReluTest, NanAndInfinityFollowIeeeLikePyTorch) {
   EXPECT_TRUE(std::isnan(y[2]));
   for (int i = 3; i < 6; ++i) EXPECT_TRUE(std::isnan(y[i])) << i;
 }
+
+// Both precisions of the backward pass, for the NaN and Inf tests below.
+class LinearReluNonFinite : public ::testing::TestWithParam<Precision> {
+ protected:
+  // ForwardBackward on FP32 `x` and `grad_y`, rounded to bfloat16 first
+  // when the parameter says so.
+  Outputs Run(const LinearRelu& layer, int64_t batch,
+              const std::vector<float>& x, const std::vector<float>& grad_y) {
+    if (GetParam() == Precision::kFloat32) {
+      return RunForwardBackward(layer, batch, x, grad_y);
+    }
+    const int64_t k = layer.in_features(), m = layer.out_features();
+    Outputs out{std::vector<float>(batch * m), std::vector<float>(batch * k),
+                std::vector<float>(m * k), std::vector<float>(m)};
+    const std::vector<uint16_t> x_bf16 = ToBf16(x),
+                                grad_y_bf16 = ToBf16(grad_y);
+    const absl::Status status = layer.ForwardBackward(
+        batch, x_bf16.data(), grad_y_bf16.data(), Precision::kBFloat16,
+        out.y.data(),
+        {out.grad_x.data(), out.grad_weight.data(), out.grad_bias.data()});
+    EXPECT_TRUE(status.ok()) << status;
+    return out;
+  }
+
+  // y alone, in the same precision.
+  std::vector<float> Forward(const LinearRelu& layer, int64_t batch,
+                             const std::vector<float>& x) {
+    std::vector<float> y(batch * layer.out_features());
+    const absl::Status status =
+        GetParam() == Precision::kFloat32
+            ? layer.Forward(batch, x.data(), y.data())
+            : layer.Forward(batch, ToBf16(x).data(), Precision::kBFloat16,
+                            y.data());
+    EXPECT_TRUE(status.ok()) << status;
+    return y;
+  }
+
+  // What the layer computes from: the inputs as the chosen precision holds
+  // them.
+  std::vector<float> AsComputed(const std::vector<float>& values) const {
+    return GetParam() == Precision::kFloat32 ? values
+                                             : FromBf16(ToBf16(values));
+  }
+};
+
+// Value for value, with NaN matching NaN (and nothing else).
+void ExpectSameValues(const std::vector<float>& actual,
+                      const std::vector<double>& expected, const char* name) {
+  ASSERT_EQ(actual.size(), expected.size()) << name;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    if (std::isnan(expected[i])) {
+      EXPECT_TRUE(std::isnan(actual[i]))
+          << name << "[" << i << "] = " << actual[i] << ", expected NaN";
+    } else {
+      EXPECT_EQ(actual[i], expected[i]) << name << "[" << i << "]";
+    }
+  }
+}
+
+// The contract's g = grad_y ⊙ 1[y > 0] is a select: 0 where y is NaN and 0
+// where y = 0, whatever grad_y holds there (NaN, ±Inf), never 0·Inf = NaN.
+// Hand-made so that every value is exact in both precisions.
+TEST_P(LinearReluNonFinite, BackwardIsASelectAtNanAndInfinity) {
+  LinearWeights weights;
+  weights.in_features = 2;
+  weights.out_features = 3;
+  weights.weight = {1.0f,  0.0f,   // y0 = relu(x0)
+                    -1.0f, 0.0f,   // y1 = relu(-x0)
+                    0.0f,  1.0f};  // y2 = relu(x1)
+  weights.bias = {0.0f, 0.0f, 0.0f};
+  const auto layer = MakeLayer(weights);
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> x = {
+      inf,   1.0f,  // y = {inf, 0, NaN}: 0·inf in y2
+      -1.0f, 2.0f,  // y = {0, 1, 2}
+      nan,   1.0f,  // y = {NaN, NaN, NaN}
+  };
+  const std::vector<float> grad_y = {
+      2.0f, inf,  3.0f,  // g = {2, 0 (not 0·inf), 0 (y NaN)}
+      nan,  5.0f, 7.0f,  // g = {0 (not 0·NaN), 5, 7}
+      1.0f, -inf, nan,   // g = {0, 0, 0}: y is NaN
+  };
+  const Outputs out = Run(*layer, 3, x, grad_y);
+
+  // g per row: {2, 0, 0}, {0, 5, 7}, {0, 0, 0}.
+  ExpectSameValues(out.grad_bias, {2.0, 5.0, 7.0}, "grad_bias");
+  // g·W: {2, 0}, {-5, 7}, {0, 0}.
+  ExpectSameValues(out.grad_x, {2.0, 0.0, -5.0, 7.0, 0.0, 0.0}, "grad_x");
+  // gᵀ·x is a product: x's column 0 holds inf and NaN, so 0·inf and 0·NaN
+  // make that column NaN, as in any IEEE matrix product. Column 1 is finite.
+  const double qnan = std::numeric_limits<double>::quiet_NaN();
+  ExpectSameValues(out.grad_weight, {qnan, 2.0, qnan, 10.0, qnan, 14.0},
+                   "grad_weight");
+
+  // The naive reference implements the same select.
+  const ReferenceResult expected =
+      NaiveLinearRelu(weights, 3, x.data(), grad_y.data());
+  ExpectSameValues(out.y, expected.y, "y");
+  ExpectSameValues(out.grad_x, expected.grad_x, "reference grad_x");
+  ExpectSameValues(out.grad_weight, expected.grad_weight,
+                   "reference grad_weight");
+  ExpectSameValues(out.grad_bias, expected.grad_bias, "reference grad_bias");
+}
+
+// The default layer with NaN, +Inf and -Inf in grad_y at every unit whose
+// y is 0: not one of them may reach the gradients (an eltwise multiply made
+// whole rows of grad_x NaN here).
+TEST_P(LinearReluNonFinite, NonFiniteGradYWhereOutputIsZeroNeverLeaks) {
+  constexpr int64_t kBatch = 2, kIn = 3072, kOut = 100;
+  const LinearWeights weights = RandomWeights(kIn, kOut, 51);
+  const auto layer = MakeLayer(weights);
+  const std::vector<float> x = RandomValues(kBatch * kIn, 52);
+  const std::vector<float> y = Forward(*layer, kBatch, x);
+  std::vector<float> grad_y = RandomValues(kBatch * kOut, 53);
+  const float kPoison[] = {std::numeric_limits<float>::quiet_NaN(),
+                           std::numeric_limits<float>::infinity(),
+                           -std::numeric_limits<float>::infinity()};
+  int poisoned = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    if (y[i] == 0.0f) grad_y[i] = kPoison[poisoned++ % 3];
+  }
+  ASSERT_GT(poisoned, 20);
+
+  const Outputs out = Run(*layer, kBatch, x, grad_y);
+  const std::pair<const char*, const std::vector<float>*> gradients[] = {
+      {"grad_x", &out.grad_x},
+      {"grad_weight", &out.grad_weight},
+      {"grad_bias", &out.grad_bias}};
+  for (const auto& [name, values] : gradients) {
+    int non_finite = 0;
+    for (float v : *values) non_finite += !std::isfinite(v);
+    EXPECT_EQ(non_finite, 0) << name;
+  }
+  LinearWeights computed = weights;
+  computed.weight = AsComputed(weights.weight);
+  const std::vector<float> x_computed = AsComputed(x),
+                           grad_y_computed = AsComputed(grad_y);
+  const ReferenceResult expected = NaiveLinearRelu(
+      computed, kBatch, x_computed.data(), grad_y_computed.data());
+  EXPECT_LE(RelativeError(out.grad_x, expected.grad_x), kFp32Tolerance);
+  EXPECT_LE(RelativeError(out.grad_weight, expected.grad_weight),
+            kFp32Tolerance);
+  EXPECT_LE(RelativeError(out.grad_bias, expected.grad_bias), kFp32Tolerance);
+  // grad_bias counts only the live units: where y == 0 it is exactly 0.
+  for (int64_t m = 0; m < kOut; ++m) {
+    bool live = false;
+    for (int64_t n = 0; n < kBatch; ++n) live |= out.y[n * kOut + m] > 0.0f;
+    if (!live) {
+      EXPECT_EQ(out.grad_bias[m], 0.0f) << "unit " << m;
+    }
+  }
+}
+
+// Where y is NaN the gradient is 0 (PyTorch's threshold_backward would pass
+// grad_y through there): a NaN in a row of x zeroes that row's g, so its
+// grad_x row is 0 and grad_bias holds the other rows only.
+TEST_P(LinearReluNonFinite, NanOutputGetsZeroGradient) {
+  constexpr int64_t kBatch = 3, kIn = 37, kOut = 13;
+  const LinearWeights weights = RandomWeights(kIn, kOut, 61);
+  const auto layer = MakeLayer(weights);
+  std::vector<float> x = RandomValues(kBatch * kIn, 62);
+  x[1 * kIn + 5] = std::numeric_limits<float>::quiet_NaN();  // row 1: y NaN
+  std::vector<float> grad_y = RandomValues(kBatch * kOut, 63);
+  grad_y[1 * kOut + 2] = std::numeric_limits<float>::infinity();
+
+  const Outputs out = Run(*layer, kBatch, x, grad_y);
+  for (int64_t m = 0; m < kOut; ++m) {
+    EXPECT_TRUE(std::isnan(out.y[1 * kOut + m])) << m;
+  }
+  for (int64_t k = 0; k < kIn; ++k) {
+    EXPECT_EQ(out.grad_x[1 * kIn + k], 0.0f) << k;
+  }
+  for (float v : out.grad_bias) EXPECT_TRUE(std::isfinite(v));
+  LinearWeights computed = weights;
+  computed.weight = AsComputed(weights.weight);
+  const std::vector<float> x_computed = AsComputed(x),
+                           grad_y_computed = AsComputed(grad_y);
+  const ReferenceResult expected = NaiveLinearRelu(
+      computed, kBatch, x_computed.data(), grad_y_computed.data());
+  EXPECT_LE(RelativeError(out.grad_x, expected.grad_x), kFp32Tolerance);
+  EXPECT_LE(RelativeError(out.grad_bias, expected.grad_bias), kFp32Tolerance);
+  // grad_weight = gᵀ·x: column 5 is 0·NaN = NaN (IEEE), the rest finite.
+  for (int64_t m = 0; m < kOut; ++m) {
+    for (int64_t k = 0; k < kIn; ++k) {
+      const double want = expected.grad_weight[m * kIn + k];
+      const float got = out.grad_weight[m * kIn + k];
+      ASSERT_EQ(std::isnan(got), k == 5) << m << "," << k;
+      ASSERT_EQ(std::isnan(want), k == 5) << m << "," << k;
+      if (k != 5) {
+        EXPECT_NEAR(got, want, 1e-5 * (1.0 + std::abs(want))) << m << "," << k;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(BothPrecisions, LinearReluNonFinite,
+                         ::testing::Values(Precision::kFloat32,
+                                           Precision::kBFloat16),
+                         [](const auto& info) {
+                           return info.param == Precision::kFloat32
+                                      ? std::string("FP32")
+                                      : std::string("BF16");
+                         });
 
 // 8 threads on one layer whose cache holds 2 batch sizes while 6 are in use:
 // primitives are built, evicted and rebuilt concurrently, and every result

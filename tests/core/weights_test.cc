@@ -1,17 +1,24 @@
 #include "server/core/weights.h"
 
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace reluserve {
@@ -220,8 +227,97 @@ TEST_F(WeightsFileTest, RefusesNonexistentFile) {
 
 TEST_F(WeightsFileTest, RefusesDirectory) {
   const std::string path = dir_.string();
-  EXPECT_TRUE(IsRefused(LoadSafetensors(path),
-                        absl::StatusCode::kInvalidArgument, path, "directory"));
+  const absl::StatusOr<LinearWeights> loaded = LoadSafetensors(path);
+  EXPECT_TRUE(IsRefused(loaded, absl::StatusCode::kInvalidArgument, path,
+                        "is not a regular file"));
+  EXPECT_TRUE(
+      IsRefused(loaded, absl::StatusCode::kInvalidArgument, path, "directory"));
+}
+
+// Runs LoadSafetensors(path) on another thread and gives up after a few
+// seconds, so that a loader that blocks (a FIFO with no writer) fails the
+// test instead of hanging it. On a timeout the thread is left blocked and
+// the process exits at the end of the test binary.
+absl::StatusOr<LinearWeights> LoadWithin(const std::string& path,
+                                         std::chrono::seconds limit) {
+  auto loaded =
+      std::async(std::launch::async, [path] { return LoadSafetensors(path); });
+  if (loaded.wait_for(limit) != std::future_status::ready) {
+    // The future's destructor would join the blocked thread: leak it.
+    new std::future<absl::StatusOr<LinearWeights>>(std::move(loaded));
+    return absl::DeadlineExceededError(
+        absl::StrCat("LoadSafetensors(", path, ") still running"));
+  }
+  return loaded.get();
+}
+
+TEST_F(WeightsFileTest, RefusesFifoWithoutBlocking) {
+  const std::string path = PathFor("weights.fifo");
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0) << std::strerror(errno);
+  // No writer ever opens it: reading would block for ever.
+  const absl::StatusOr<LinearWeights> loaded =
+      LoadWithin(path, std::chrono::seconds(10));
+  EXPECT_TRUE(IsRefused(loaded, absl::StatusCode::kInvalidArgument, path,
+                        "is not a regular file"));
+  EXPECT_TRUE(
+      IsRefused(loaded, absl::StatusCode::kInvalidArgument, path, "FIFO"));
+}
+
+TEST_F(WeightsFileTest, RefusesDevZeroWithoutReadingIt) {
+  // Endless zeros: header length 0, and a reader that reads to the end
+  // runs out of memory.
+  const std::string path = "/dev/zero";
+  ASSERT_TRUE(fs::exists(path)) << "Linux always has /dev/zero";
+  const absl::StatusOr<LinearWeights> loaded =
+      LoadWithin(path, std::chrono::seconds(10));
+  EXPECT_TRUE(IsRefused(loaded, absl::StatusCode::kInvalidArgument, path,
+                        "is not a regular file"));
+  EXPECT_TRUE(IsRefused(loaded, absl::StatusCode::kInvalidArgument, path,
+                        "character device"));
+}
+
+TEST_F(WeightsFileTest, FollowsSymlinkToRegularFileButNotToFifo) {
+  const std::string good = WriteFile(Safetensors(kGoodHeader, GoodData()));
+  const std::string link = PathFor("link.safetensors");
+  fs::create_symlink(good, link);
+  absl::StatusOr<LinearWeights> loaded = LoadSafetensors(link);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->bias, (std::vector<float>{-1, -2}));
+
+  const std::string fifo = PathFor("weights.fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  const std::string fifo_link = PathFor("fifo_link.safetensors");
+  fs::create_symlink(fifo, fifo_link);
+  EXPECT_TRUE(IsRefused(LoadWithin(fifo_link, std::chrono::seconds(10)),
+                        absl::StatusCode::kInvalidArgument, fifo_link,
+                        "is not a regular file"));
+}
+
+TEST_F(WeightsFileTest, RefusesHeaderLengthBeyondTheFile) {
+  // A plausible (below the absurdity limit) header length, far more than
+  // the file holds: refused from the file's size, before reading.
+  const std::string path =
+      WriteFile(LittleEndianU64(50'000'000) + std::string(kGoodHeader));
+  const absl::StatusOr<LinearWeights> loaded = LoadSafetensors(path);
+  EXPECT_TRUE(IsRefused(loaded, absl::StatusCode::kInvalidArgument, path,
+                        "header length 50000000 exceeds"));
+  EXPECT_TRUE(
+      IsRefused(loaded, absl::StatusCode::kInvalidArgument, path, "truncated"));
+}
+
+TEST_F(WeightsFileTest, ReadsOnlyTheSelectedLayer) {
+  // A decoy tensor in front that a whole-file reader would also read; the
+  // selected layer still loads bit for bit from its offsets.
+  const std::string header =
+      R"({"decoy":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
+      R"("fc.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[16,40]},)"
+      R"("fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[40,48]}})";
+  const std::string data = FloatBytes({9, 9, 9, 9, 1, 2, 3, 4, 5, 6, -1, -2});
+  const std::string path = WriteFile(Safetensors(header, data));
+  absl::StatusOr<LinearWeights> loaded = LoadSafetensors(path, "fc.");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->weight, (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(loaded->bias, (std::vector<float>{-1, -2}));
 }
 
 TEST_F(WeightsFileTest, RefusesFileShorterThanLengthPrefix) {

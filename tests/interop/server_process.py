@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 LOOPBACK = "127.0.0.1"
-# The server logs this line exactly once it is serving (ARCHITECTURE.md:
+# The server logs this line exactly once it is serving (docs/architecture.md:
 # tests bind 127.0.0.1:0 and read the chosen port).
 LISTENING_RE = re.compile(r"listening on 127\.0\.0\.1:(\d+)")
 
@@ -344,7 +344,7 @@ def make_weights(seed, k, m):
 
 
 def reference(x, w, b, grad_y=None, y_server=None):
-    """Float64 reference of API.md. `x` of any shape [N, ...] with K values
+    """Float64 reference of docs/api.md. `x` of any shape [N, ...] with K values
     per row. Returns (y, grad_x, grad_weight, grad_bias); the gradients are
     None without grad_y. Where the pre-activation is so close to 0 that fp32
     cannot decide its sign, the ReLU mask follows the server's y (if given)."""

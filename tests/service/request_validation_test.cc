@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
 namespace reluserve {
 namespace {
 
@@ -144,6 +149,78 @@ TEST(ValidateInferRequestTest, Bfloat16Refusals) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(status.message().find("FP16"), absl::string_view::npos) << status;
   }
+}
+
+TEST(ValidateInferRequestTest, OutputShapesFollowTheContract) {
+  absl::StatusOr<ValidatedInferRequest> validated =
+      ValidateInferRequest(RawRequest(true), SmallModel());
+  ASSERT_TRUE(validated.ok());
+  const ModelConfig model = SmallModel();
+  EXPECT_EQ(OutputShape(*validated, OutputTensor::kY, model),
+            (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(OutputShape(*validated, OutputTensor::kGradX, model),
+            (std::vector<int64_t>{3, 2, 2}));
+  EXPECT_EQ(OutputShape(*validated, OutputTensor::kGradWeight, model),
+            (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(OutputShape(*validated, OutputTensor::kGradBias, model),
+            (std::vector<int64_t>{2}));
+}
+
+// The response the service would build, by hand, against the size computed
+// before it exists; and the stream's wrapper around it.
+TEST(ValidateInferRequestTest, ResponseBytesAreExact) {
+  inference::ModelInferRequest request = RawRequest(true);
+  request.set_id(std::string(200, 'i'));  // a two-byte length
+  request.add_outputs()->set_name("grad_x");
+  auto* y = request.add_outputs();
+  y->set_name("y");
+  (*y->mutable_parameters())["datatype"].set_string_param("BF16");
+  absl::StatusOr<ValidatedInferRequest> validated =
+      ValidateInferRequest(request, SmallModel());
+  ASSERT_TRUE(validated.ok()) << validated.status();
+
+  inference::ModelInferResponse response;
+  response.set_model_name("linear_relu");
+  response.set_model_version("1");
+  response.set_id(request.id());
+  auto* grad_x = response.add_outputs();
+  grad_x->set_name("grad_x");
+  grad_x->set_datatype("FP32");
+  for (int64_t dim : {3, 2, 2}) grad_x->add_shape(dim);
+  response.add_raw_output_contents(std::string(3 * 4 * 4, '\0'));
+  auto* y_out = response.add_outputs();
+  y_out->set_name("y");
+  y_out->set_datatype("BF16");
+  for (int64_t dim : {3, 2}) y_out->add_shape(dim);
+  response.add_raw_output_contents(std::string(3 * 2 * 2, '\0'));
+  EXPECT_EQ(validated->response_bytes,
+            static_cast<int64_t>(response.ByteSizeLong()));
+
+  inference::ModelStreamInferResponse wrapped;
+  *wrapped.mutable_infer_response() = response;
+  EXPECT_EQ(StreamResponseBytes(validated->response_bytes),
+            static_cast<int64_t>(wrapped.ByteSizeLong()));
+}
+
+TEST(ValidateInferRequestTest, ResponseMustFitTheSendLimit) {
+  absl::StatusOr<ValidatedInferRequest> validated =
+      ValidateInferRequest(RawRequest(true), SmallModel());
+  ASSERT_TRUE(validated.ok());
+  const int64_t bytes = validated->response_bytes;
+  EXPECT_TRUE(CheckResponseFits(*validated, bytes, /*streamed=*/false).ok());
+  const absl::Status unary =
+      CheckResponseFits(*validated, bytes - 1, /*streamed=*/false);
+  EXPECT_EQ(unary.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(unary.message().find(absl::StrCat(
+                "would be ", bytes, " bytes, above the server's send limit of ",
+                bytes - 1, " bytes")),
+            absl::string_view::npos)
+      << unary;
+  // The stream's wrapper adds a tag and a length.
+  EXPECT_FALSE(CheckResponseFits(*validated, bytes, /*streamed=*/true).ok());
+  EXPECT_TRUE(CheckResponseFits(*validated, StreamResponseBytes(bytes),
+                                /*streamed=*/true)
+                  .ok());
 }
 
 }  // namespace
