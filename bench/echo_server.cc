@@ -18,9 +18,11 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
+#include "common/command_line.h"
 #include "grpc_service.grpc.pb.h"
 #include "server/service/allocator_tuning.h"
 #include "server/service/model_config.h"
@@ -256,7 +258,8 @@ int main(int argc, char** argv) {
   Flags flags;
   CLI::App app{
       "reluserve-echo-server: the transport floor. Answers ModelInfer with "
-      "the bytes reluserve-server would send, computing nothing"};
+      "the bytes reluserve-server would send, computing nothing",
+      "reluserve-echo-server"};
   app.add_option("--host", flags.host, "Address to listen on")
       ->capture_default_str();
   app.add_option("--port", flags.port, "Port to listen on (0 picks one)")
@@ -272,7 +275,11 @@ int main(int argc, char** argv) {
                  "Largest batch N accepted; sets the gRPC message limits")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
-  CLI11_PARSE(app, argc, argv);
+  reluserve::AddVersionFlag(app, "reluserve-echo-server");
+  if (std::optional<int> exit_status =
+          reluserve::ParseCommandLine(app, argc, argv)) {
+    return *exit_status;
+  }
 
   reluserve::StopSignals stop_signals;  // before any thread starts
   // The same allocator settings as reluserve-server: an untuned floor pays
@@ -301,7 +308,7 @@ int main(int argc, char** argv) {
         "cannot listen on {}: the address is in use or not "
         "available here",
         requested);
-    return 1;
+    return reluserve::kExitFailed;
   }
   spdlog::info(
       "echo floor for model {} v{}: K={} M={}, max batch {} (messages up to "

@@ -37,7 +37,7 @@ OrderedStreamReactor::OrderedStreamReactor(Handler handler,
 }
 
 bool OrderedStreamReactor::MayRead() {
-  if (reading_ || reads_done_ || broken_ ||
+  if (reading_ || reads_done_ || broken_ || cancelled_ ||
       slots_.size() >= std::max<size_t>(options_.max_pending, 1)) {
     return false;
   }
@@ -122,6 +122,12 @@ void OrderedStreamReactor::Answer(Slot* slot, const absl::Status& status,
   Advance(lock);
 }
 
+void OrderedStreamReactor::OnCancel() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  cancelled_ = true;
+  Advance(lock);  // a paused stream with nothing computing finishes now
+}
+
 void OrderedStreamReactor::OnWriteDone(bool ok) {
   std::unique_lock<std::mutex> lock(mutex_);
   // Destroyed (its `sent` run) after unlocking.
@@ -139,7 +145,8 @@ void OrderedStreamReactor::Advance(std::unique_lock<std::mutex>& lock,
   bool finish = false;
   grpc::Status status;
   // Once writes fail nothing more is read: a paused read never resumes.
-  const bool no_more_reads = reads_done_ || (broken_ && !reading_);
+  const bool no_more_reads =
+      reads_done_ || ((broken_ || cancelled_) && !reading_);
   if (!writing_ && !broken_ && !slots_.empty() && slots_.front()->ready) {
     writing_ = true;
     to_write = &slots_.front()->wire;
@@ -147,7 +154,7 @@ void OrderedStreamReactor::Advance(std::unique_lock<std::mutex>& lock,
              (slots_.empty() || broken_) && !finished_) {
     finished_ = true;
     finish = true;
-    status = broken_ ? grpc::Status::CANCELLED : read_error_;
+    status = broken_ || cancelled_ ? grpc::Status::CANCELLED : read_error_;
   }
   lock.unlock();
   if (read) StartRead(&incoming_);

@@ -81,6 +81,9 @@ class OrderedStreamReactor final
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
+  // The client went away: read nothing more (messages already buffered
+  // would only be computed for nobody).
+  void OnCancel() override;
   void OnDone() override { delete this; }
 
  private:
@@ -117,6 +120,7 @@ class OrderedStreamReactor final
   grpc::Status read_error_;  // a message could not be parsed; guarded
   bool writing_ = false;     // guarded by mutex_
   bool broken_ = false;      // guarded by mutex_
+  bool cancelled_ = false;   // guarded by mutex_
   bool finished_ = false;    // guarded by mutex_
 };
 

@@ -43,9 +43,9 @@ struct ValidatedInferRequest {
   bool NeedsBackward() const;
 };
 
-// Every check of API.md on a ModelInfer request, in one place: model name and
-// version (NotFound), then tensors, datatypes, shapes, byte counts and output
-// selection (InvalidArgument). Each message names the tensor, what was
+// Every check of docs/api.md on a ModelInfer request, in one place: model name
+// and version (NotFound), then tensors, datatypes, shapes, byte counts and
+// output selection (InvalidArgument). Each message names the tensor, what was
 // expected and what came.
 absl::StatusOr<ValidatedInferRequest> ValidateInferRequest(
     const inference::ModelInferRequest& request, const ModelConfig& model);

@@ -31,6 +31,7 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
 import grpc_service_pb2 as pb  # noqa: E402
+import model_config_pb2 as mc_pb  # noqa: E402
 import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
 import grpc_health_v1_pb2 as health_pb  # noqa: E402
 import grpc_health_v1_pb2_grpc as health_grpc  # noqa: E402
@@ -285,6 +286,24 @@ class InteropTest(unittest.TestCase):
             "grad_weight": ("FP32", [M, K]),
             "grad_bias": ("FP32", [M]),
         })
+
+    def test_model_config_states_the_batch_limit_and_tensors(self):
+        r = self.stub.ModelConfig(pb.ModelConfigRequest(name=MODEL), timeout=RPC_TIMEOUT_S)
+        config = r.config
+        self.assertEqual(config.name, MODEL)
+        self.assertEqual(config.max_batch_size, 4096)  # the server's --max-batch
+        self.assertEqual([(t.name, list(t.dims), t.optional) for t in config.input],
+                         [("x", [K], False), ("grad_y", [M], True)])
+        self.assertEqual([t.name for t in config.output],
+                         ["y", "grad_x", "grad_weight", "grad_bias"])
+        self.assertTrue(all(t.data_type == mc_pb.TYPE_FP32
+                            for t in [*config.input, *config.output]))
+        self.assertFalse(config.HasField("dynamic_batching"))
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.stub.ModelConfig(pb.ModelConfigRequest(name="resnet50"),
+                                  timeout=RPC_TIMEOUT_S)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
+        self.assertIn("resnet50", caught.exception.details())
 
     def test_health_check_serving(self):
         stub = health_grpc.HealthStub(self.channel)

@@ -15,7 +15,6 @@ import sys
 
 sys.dont_write_bytecode = True
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import pathlib  # noqa: E402
@@ -31,12 +30,7 @@ import unittest  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import server_process as sp  # noqa: E402
 
-# --load is ours; server_process.parse_cli handles --server and the rest.
-_parser = argparse.ArgumentParser(add_help=False)
-_parser.add_argument("--load", default=os.environ.get("RELUSERVE_LOAD"))
-_LOAD_ARGS, _REST = _parser.parse_known_args(sys.argv[1:])
-ARGS, UNITTEST_ARGV = sp.parse_cli([sys.argv[0], *_REST])
-LOAD = _LOAD_ARGS.load
+ARGS, LOAD, UNITTEST_ARGV = sp.parse_load_cli(sys.argv)
 
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 4
@@ -64,8 +58,7 @@ def held_port():
 
 class LoadServerGoneTest(unittest.TestCase):
     def setUp(self):
-        if not LOAD or not (os.path.isfile(LOAD) and os.access(LOAD, os.X_OK)):
-            self.fail(f"reluserve-load not found or not executable: {LOAD!r} (pass --load)")
+        sp.require_load(self, LOAD)
 
     def run_load(self, args, timeout=LOAD_TIMEOUT_S):
         """Runs reluserve-load to its end (bounded); returns (proc, seconds,

@@ -10,7 +10,6 @@ import sys
 
 sys.dont_write_bytecode = True
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import pathlib  # noqa: E402
@@ -22,12 +21,7 @@ import unittest  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import server_process as sp  # noqa: E402
 
-# --load is ours; server_process.parse_cli handles --server and the rest.
-_parser = argparse.ArgumentParser(add_help=False)
-_parser.add_argument("--load", default=os.environ.get("RELUSERVE_LOAD"))
-_LOAD_ARGS, _REST = _parser.parse_known_args(sys.argv[1:])
-ARGS, UNITTEST_ARGV = sp.parse_cli([sys.argv[0], *_REST])
-LOAD = _LOAD_ARGS.load
+ARGS, LOAD, UNITTEST_ARGV = sp.parse_load_cli(sys.argv)
 
 # 2 steps x (0.5 s warm-up + 2 s), plus connecting: well under this.
 LOAD_TIMEOUT_S = 60.0
@@ -35,8 +29,7 @@ LOAD_TIMEOUT_S = 60.0
 
 class LoadSmokeTest(unittest.TestCase):
     def test_closed_loop_sweep(self):
-        if not LOAD or not (os.path.isfile(LOAD) and os.access(LOAD, os.X_OK)):
-            self.fail(f"reluserve-load not found or not executable: {LOAD!r} (pass --load)")
+        sp.require_load(self, LOAD)
         with tempfile.TemporaryDirectory(prefix="reluserve-load-") as tmp, \
                 sp.ServerProcess(ARGS.server) as server:
             out = os.path.join(tmp, "out.json")

@@ -80,7 +80,7 @@ class ServerProcess:
     def __init__(self, binary, extra_args=(), *,
                  startup_timeout=DEFAULT_STARTUP_TIMEOUT_S,
                  shutdown_timeout=DEFAULT_SHUTDOWN_TIMEOUT_S,
-                 env=None):
+                 env=None, open_files=None):
         self.binary = str(binary)
         extra_env = shlex.split(os.environ.get("RELUSERVE_SERVER_EXTRA_ARGS", ""))
         self.argv = [self.binary, "--host", LOOPBACK, "--port", "0",
@@ -88,6 +88,8 @@ class ServerProcess:
         self.startup_timeout = float(startup_timeout)
         self.shutdown_timeout = float(shutdown_timeout)
         self.env = loopback_env(env)
+        # (soft, hard) RLIMIT_NOFILE for the server process, or None.
+        self.open_files = open_files
         self.port = None
         self.returncode = None
         self._proc = None
@@ -123,7 +125,7 @@ class ServerProcess:
             self._proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, env=self.env,
-                preexec_fn=_die_with_parent, close_fds=True)
+                preexec_fn=self._preexec, close_fds=True)
         except OSError as e:
             raise ServerError(f"cannot start {self.argv!r}: {e}") from e
         self._reader = threading.Thread(target=self._read_output,
@@ -154,6 +156,19 @@ class ServerProcess:
             raise ServerError(f"server exited with code {self._proc.returncode} right after "
                               f"logging its port\n--- server log ---\n{self.log()}")
         return self.port
+
+    def send_signal(self, signum):
+        self._proc.send_signal(signum)
+
+    def wait_exit(self, timeout):
+        """The exit code once the process has exited, or None if it is
+        still running after `timeout` seconds."""
+        try:
+            self.returncode = self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._join_reader()
+        return self.returncode
 
     def stop(self, expect_code=0):
         """SIGTERM, wait at most shutdown_timeout, then SIGKILL. Raises
@@ -197,6 +212,12 @@ class ServerProcess:
         return False
 
     # -- internals -------------------------------------------------------
+    def _preexec(self):
+        _die_with_parent()
+        if self.open_files is not None:
+            import resource
+            resource.setrlimit(resource.RLIMIT_NOFILE, self.open_files)
+
     def _read_output(self):
         # Keeps draining the pipe for the whole life of the process so that a
         # chatty server never blocks on a full pipe.
@@ -333,6 +354,23 @@ def parse_cli(argv, need_client=False):
                          f"[unittest args]\nmissing: {', '.join(missing)}\n")
         sys.exit(2)
     return args, [argv[0], *rest]
+
+
+def parse_load_cli(argv):
+    """parse_cli for the reluserve-load tests: also takes --load PATH
+    (reluserve-load, or $RELUSERVE_LOAD). Returns (args, load, unittest_argv),
+    `load` None when neither names it."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--load", default=os.environ.get("RELUSERVE_LOAD"))
+    load_args, rest = p.parse_known_args(argv[1:])
+    args, unittest_argv = parse_cli([argv[0], *rest])
+    return args, load_args.load, unittest_argv
+
+
+def require_load(test, load):
+    """Fails `test` unless `load` is an executable file."""
+    if not load or not (os.path.isfile(load) and os.access(load, os.X_OK)):
+        test.fail(f"reluserve-load not found or not executable: {load!r} (pass --load)")
 
 
 def make_weights(seed, k, m):

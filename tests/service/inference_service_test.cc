@@ -1,139 +1,41 @@
 // The service over real gRPC: a Server on 127.0.0.1:<free port> in this
-// process, called through the generated stub over a real socket.
+// process, called through the generated stub over a real socket. Health,
+// metadata, inference, request errors, BF16 and statistics; the limits and
+// streams are in inference_limits_test.cc, shutdown and draining in
+// inference_draining_test.cc.
 #include "server/service/inference_service.h"
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <climits>
-#include <cstring>
 #include <functional>
-#include <stdexcept>
-#include <thread>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "server/core/naive_reference.h"
-#include "server/core/precision.h"
-#include "server/core/weights.h"
-#include "server/service/request_validation.h"
 #include "server/service/server.h"
-#include "tests/support/tensor_testing.h"
+#include "tests/support/service_testing.h"
 
 namespace reluserve {
 namespace {
 
 using inference::ModelInferRequest;
 using inference::ModelInferResponse;
+using ::reluserve::testing::AddInput;
+using ::reluserve::testing::Bf16Bytes;
+using ::reluserve::testing::Bf16Floats;
+using ::reluserve::testing::Bytes;
+using ::reluserve::testing::Floats;
+using ::reluserve::testing::kIn;
+using ::reluserve::testing::kOut;
 using ::reluserve::testing::RandomValues;
 using ::reluserve::testing::RelativeError;
-
-constexpr int64_t kIn = 37, kOut = 13;
-
-std::string Bytes(const std::vector<float>& values) {
-  return std::string(reinterpret_cast<const char*>(values.data()),
-                     values.size() * sizeof(float));
-}
-
-std::vector<float> Floats(const std::string& bytes) {
-  std::vector<float> values(bytes.size() / sizeof(float));
-  std::memcpy(values.data(), bytes.data(), values.size() * sizeof(float));
-  return values;
-}
-
-void AddInput(ModelInferRequest& request, const std::string& name,
-              std::vector<int64_t> shape, const std::vector<float>& values) {
-  auto* input = request.add_inputs();
-  input->set_name(name);
-  input->set_datatype("FP32");
-  for (int64_t dim : shape) input->add_shape(dim);
-  request.add_raw_input_contents(Bytes(values));
-}
-
-// How the server runs its computations; every service test runs in each.
-struct Scheduling {
-  std::string name;
-  Scheduler::Options options;
-};
-
-Scheduling Inline() { return {"Inline", {}}; }
-
-Scheduling ComputePool() {
-  Scheduling pool{"ComputePool", {}};
-  pool.options.compute_threads = 2;
-  return pool;
-}
-
-Scheduling DynamicBatching() {
-  Scheduling batching{"DynamicBatching", {}};
-  batching.options.compute_threads = 2;
-  batching.options.max_batch_delay = std::chrono::milliseconds(2);
-  batching.options.preferred_batch_rows = 64;
-  return batching;
-}
-
-class ServiceTest : public ::testing::TestWithParam<Scheduling> {
- protected:
-  void StartServer(int64_t in_features, int64_t out_features,
-                   int64_t max_batch = 4096) {
-    weights_ = MakeDefaultWeights(in_features, out_features, 5);
-    weights_.bias = RandomValues(out_features, 6);
-    absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
-        LinearRelu::Create(weights_);
-    if (!layer.ok()) throw std::runtime_error(layer.status().ToString());
-    Server::Options options;
-    options.host = "127.0.0.1";
-    options.port = 0;
-    options.model.in_features = in_features;
-    options.model.out_features = out_features;
-    options.model.max_batch = max_batch;
-    options.scheduling = GetParam().options;
-    options.scheduling.max_batch_rows = max_batch;
-    absl::StatusOr<std::unique_ptr<Server>> server =
-        Server::Start(options, std::move(*layer));
-    if (!server.ok()) throw std::runtime_error(server.status().ToString());
-    server_ = std::move(*server);
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(INT_MAX);
-    args.SetMaxSendMessageSize(INT_MAX);
-    stub_ = inference::GRPCInferenceService::NewStub(grpc::CreateCustomChannel(
-        server_->address(), grpc::InsecureChannelCredentials(), args));
-  }
-
-  void SetUp() override { StartServer(kIn, kOut); }
-
-  grpc::Status Infer(const ModelInferRequest& request,
-                     ModelInferResponse* response) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() +
-                         std::chrono::seconds(20));
-    return stub_->ModelInfer(&context, request, response);
-  }
-
-  ModelInferRequest Request(int64_t batch, bool with_grad_y) {
-    ModelInferRequest request;
-    request.set_model_name("linear_relu");
-    x_ = RandomValues(batch * weights_.in_features, 100 + batch);
-    AddInput(request, "x", {batch, weights_.in_features}, x_);
-    if (with_grad_y) {
-      grad_y_ = RandomValues(batch * weights_.out_features, 200 + batch);
-      AddInput(request, "grad_y", {batch, weights_.out_features}, grad_y_);
-    }
-    return request;
-  }
-
-  void ExpectServerStillServes() {
-    ModelInferResponse response;
-    const grpc::Status status = Infer(Request(2, true), &response);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    EXPECT_EQ(response.outputs_size(), 4);
-  }
-
-  LinearWeights weights_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
-  std::vector<float> x_, grad_y_;
-};
+using ::reluserve::testing::RoundedToBf16;
+using ::reluserve::testing::SchedulingName;
+using ::reluserve::testing::Schedulings;
+using ::reluserve::testing::ServiceTest;
 
 TEST_P(ServiceTest, HealthAndReadiness) {
   {
@@ -477,17 +379,6 @@ TEST_P(ServiceTest, MalformedRequestsGetTheContractStatus) {
   }
 }
 
-TEST_P(ServiceTest, MessageAboveTheConfiguredLimitIsResourceExhausted) {
-  StartServer(kIn, kOut, /*max_batch=*/4);
-  // The limit follows max batch: 4 rows plus 1 MiB of envelope; 20000 rows
-  // of x are 2.96 MB.
-  ModelInferResponse response;
-  const grpc::Status status = Infer(Request(20000, false), &response);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
-      << status.error_message();
-  ExpectServerStillServes();
-}
-
 TEST_P(ServiceTest, SecondServerOnABusyPortFailsClearly) {
   Server::Options options;
   options.port = server_->port();
@@ -503,78 +394,6 @@ TEST_P(ServiceTest, SecondServerOnABusyPortFailsClearly) {
             std::string::npos)
       << second.status();
   ExpectServerStillServes();
-}
-
-// Shutdown while every caller has a large call outstanding: calls already
-// computing finish with correct results, later ones get UNAVAILABLE (or
-// cannot connect, also UNAVAILABLE), and none is cancelled or lost.
-TEST_P(ServiceTest, ShutdownFinishesCallsInFlightAndTurnsTheRestAway) {
-  StartServer(3072, 100);
-  constexpr int kCallers = 6, kMaxCallsEach = 200;
-  const ModelInferRequest request = Request(256, true);  // 3.1 MB of x
-  const ReferenceResult expected =
-      NaiveLinearRelu(weights_, 256, x_.data(), grad_y_.data());
-  std::atomic<int> warmed_up{0};
-  std::vector<int> ok(kCallers, 0), unavailable(kCallers, 0),
-      other(kCallers, 0);
-  std::vector<std::thread> callers;
-  for (int c = 0; c < kCallers; ++c) {
-    callers.emplace_back([&, c] {
-      for (int i = 0; i < kMaxCallsEach; ++i) {
-        ModelInferResponse response;
-        const grpc::Status status = Infer(request, &response);
-        if (status.ok()) {
-          EXPECT_LE(RelativeError(Floats(response.raw_output_contents(1)),
-                                  expected.grad_x),
-                    1e-5);
-          if (ok[c]++ == 0) ++warmed_up;
-        } else if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-          ++unavailable[c];
-          break;
-        } else {
-          ++other[c];
-          ADD_FAILURE() << "caller " << c << ": " << status.error_code() << " "
-                        << status.error_message();
-          break;
-        }
-      }
-    });
-  }
-  const auto give_up =
-      std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (warmed_up.load() < kCallers &&
-         std::chrono::steady_clock::now() < give_up) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  EXPECT_EQ(warmed_up.load(), kCallers);
-  server_->Shutdown(std::chrono::system_clock::now() +
-                    std::chrono::seconds(30));
-  for (std::thread& caller : callers) caller.join();
-  for (int c = 0; c < kCallers; ++c) {
-    EXPECT_EQ(other[c], 0) << "caller " << c;
-    EXPECT_EQ(unavailable[c], 1) << "caller " << c << " was never turned away";
-  }
-}
-
-std::string Bf16Bytes(const std::vector<float>& values) {
-  std::vector<uint16_t> rounded(values.size());
-  ToBfloat16(values.data(), rounded.data(), values.size());
-  return std::string(reinterpret_cast<const char*>(rounded.data()),
-                     rounded.size() * sizeof(uint16_t));
-}
-
-std::vector<float> Bf16Floats(const std::string& bytes) {
-  std::vector<float> values(bytes.size() / 2);
-  for (size_t i = 0; i < values.size(); ++i) {
-    uint16_t bits;
-    std::memcpy(&bits, bytes.data() + 2 * i, 2);
-    values[i] = FromBfloat16(bits);
-  }
-  return values;
-}
-
-std::vector<float> RoundedToBf16(const std::vector<float>& values) {
-  return Bf16Floats(Bf16Bytes(values));
 }
 
 // BF16 on the wire: inputs in half the bytes, outputs in BF16 by default or
@@ -631,60 +450,6 @@ TEST_P(ServiceTest, Bfloat16TensorsOnTheWire) {
             4e-3);
 }
 
-// Every message gets one response, in order, even when the scheduler
-// computes them out of order or merges them; a bad message gets an
-// error_message and the stream goes on.
-TEST_P(ServiceTest, StreamAnswersEveryMessageInOrderAndSurvivesErrors) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(30));
-  auto stream = stub_->ModelStreamInfer(&context);
-  constexpr int kMessages = 12;
-  constexpr int kBadMessage = 5;
-  std::vector<ReferenceResult> expected;
-  for (int i = 0; i < kMessages; ++i) {
-    const int64_t rows = 1 + i % 4;
-    ModelInferRequest request = Request(rows, /*with_grad_y=*/i % 3 == 0);
-    request.set_id("message-" + std::to_string(i));
-    if (i == kBadMessage) request.mutable_inputs(0)->set_datatype("FP64");
-    expected.push_back(NaiveLinearRelu(weights_, rows, x_.data(),
-                                       i % 3 == 0 ? grad_y_.data() : nullptr));
-    ASSERT_TRUE(stream->Write(request)) << i;
-  }
-  ASSERT_TRUE(stream->WritesDone());
-  for (int i = 0; i < kMessages; ++i) {
-    inference::ModelStreamInferResponse reply;
-    ASSERT_TRUE(stream->Read(&reply)) << "response " << i << " missing";
-    if (i == kBadMessage) {
-      EXPECT_NE(reply.error_message().find("INVALID_ARGUMENT"),
-                std::string::npos)
-          << reply.error_message();
-      EXPECT_NE(reply.error_message().find("FP64"), std::string::npos);
-      continue;
-    }
-    EXPECT_EQ(reply.error_message(), "") << i;
-    const ModelInferResponse& response = reply.infer_response();
-    EXPECT_EQ(response.id(), "message-" + std::to_string(i));
-    ASSERT_GE(response.raw_output_contents_size(), 1) << i;
-    EXPECT_LE(
-        RelativeError(Floats(response.raw_output_contents(0)), expected[i].y),
-        1e-5)
-        << i;
-    if (i % 3 == 0) {
-      ASSERT_EQ(response.raw_output_contents_size(), 4) << i;
-      EXPECT_LE(RelativeError(Floats(response.raw_output_contents(2)),
-                              expected[i].grad_weight),
-                1e-5)
-          << i;
-    }
-  }
-  inference::ModelStreamInferResponse extra;
-  EXPECT_FALSE(stream->Read(&extra));
-  const grpc::Status finished = stream->Finish();
-  EXPECT_TRUE(finished.ok()) << finished.error_message();
-  ExpectServerStillServes();
-}
-
 TEST_P(ServiceTest, StatisticsCountRequestsRowsAndPhases) {
   for (int64_t rows : {2, 3, 4}) {
     ModelInferResponse response;
@@ -737,384 +502,8 @@ TEST_P(ServiceTest, StatisticsCountRequestsRowsAndPhases) {
   EXPECT_EQ(response.model_stats_size(), 1);
 }
 
-// BF16 x and grad_y of `rows` rows, asking for all four outputs in
-// `output_datatype`.
-ModelInferRequest Bf16Request(int64_t rows, int64_t in, int64_t out,
-                              const std::string& output_datatype) {
-  ModelInferRequest request;
-  request.set_model_name("linear_relu");
-  for (const auto& [name, width] :
-       {std::pair{"x", in}, std::pair{"grad_y", out}}) {
-    auto* input = request.add_inputs();
-    input->set_name(name);
-    input->set_datatype("BF16");
-    input->add_shape(rows);
-    input->add_shape(width);
-    request.add_raw_input_contents(
-        Bf16Bytes(RandomValues(rows * width, 80 + width)));
-  }
-  for (const char* name : {"y", "grad_x", "grad_weight", "grad_bias"}) {
-    auto* output = request.add_outputs();
-    output->set_name(name);
-    (*output->mutable_parameters())["datatype"].set_string_param(
-        output_datatype);
-  }
-  return request;
-}
-
-ModelConfig ModelOf(int64_t in, int64_t out, int64_t max_batch) {
-  ModelConfig model;
-  model.in_features = in;
-  model.out_features = out;
-  model.max_batch = max_batch;
-  return model;
-}
-
-// The id that makes the reply to `request` exactly `bytes` long, as a
-// unary response or in a stream's wrapper; empty if no id does.
-std::string IdForReplyBytes(ModelInferRequest request, const ModelConfig& model,
-                            int64_t bytes, bool streamed) {
-  for (int64_t length = 0; length <= bytes; ++length) {
-    request.set_id(std::string(length, 'i'));
-    absl::StatusOr<ValidatedInferRequest> validated =
-        ValidateInferRequest(request, model);
-    if (!validated.ok()) return "";
-    const int64_t reply = streamed
-                              ? StreamResponseBytes(validated->response_bytes)
-                              : validated->response_bytes;
-    if (reply == bytes) return request.id();
-    if (reply > bytes) return "";
-    // Jump close to the answer: the id's length is what grows the reply.
-    if (bytes - reply > 16) length += bytes - reply - 16;
-  }
-  return "";
-}
-
-// ValidateInferRequest knows the exact size of each reply before anything
-// is computed: checked against the replies the service really sends.
-TEST_P(ServiceTest, ReplySizeIsKnownExactlyBeforeCompute) {
-  const ModelConfig model = ModelOf(kIn, kOut, 4096);
-  std::vector<std::pair<std::string, ModelInferRequest>> cases;
-  cases.emplace_back("forward", Request(3, false));
-  cases.emplace_back("forward and backward", Request(200, true));
-  ModelInferRequest subset = Request(2, true);
-  subset.add_outputs()->set_name("grad_bias");
-  subset.add_outputs()->set_name("y");
-  subset.set_id(std::string(300, 'x'));
-  cases.emplace_back("subset, 300-byte id", subset);
-  ModelInferRequest image;
-  image.set_model_name("linear_relu");
-  image.set_model_version("1");
-  AddInput(image, "x", {4, 1, kIn}, RandomValues(4 * kIn, 3));
-  AddInput(image, "grad_y", {4, kOut}, RandomValues(4 * kOut, 4));
-  image.set_id("image");
-  cases.emplace_back("image-shaped x", image);
-  ModelInferRequest mixed = Bf16Request(5, kIn, kOut, "BF16");
-  (*mixed.mutable_outputs(1)->mutable_parameters())["datatype"]
-      .set_string_param("FP32");
-  cases.emplace_back("BF16 with an FP32 output", mixed);
-  for (const auto& [name, request] : cases) {
-    absl::StatusOr<ValidatedInferRequest> validated =
-        ValidateInferRequest(request, model);
-    ASSERT_TRUE(validated.ok()) << name << ": " << validated.status();
-    ModelInferResponse response;
-    const grpc::Status status = Infer(request, &response);
-    ASSERT_TRUE(status.ok()) << name << ": " << status.error_message();
-    EXPECT_EQ(validated->response_bytes,
-              static_cast<int64_t>(response.ByteSizeLong()))
-        << name;
-  }
-}
-
-uint64_t ExecutionCount(inference::GRPCInferenceService::Stub& stub) {
-  grpc::ClientContext context;
-  inference::ModelStatisticsRequest request;
-  inference::ModelStatisticsResponse response;
-  EXPECT_TRUE(stub.ModelStatistics(&context, request, &response).ok());
-  return response.model_stats_size() == 1
-             ? response.model_stats(0).execution_count()
-             : 0;
-}
-
-// At the maximum batch, BF16 inputs asking for FP32 outputs leave room in
-// the request for an id that the reply cannot carry. A reply of exactly the
-// send limit is served; one byte more is INVALID_ARGUMENT, naming both
-// sizes, before compute (it used to compute, then fail RESOURCE_EXHAUSTED).
-TEST_P(ServiceTest, ReplyAboveTheSendLimitIsRefusedBeforeCompute) {
-  constexpr int64_t kMaxBatch = 8;
-  StartServer(kIn, kOut, kMaxBatch);
-  const ModelConfig model = ModelOf(kIn, kOut, kMaxBatch);
-  const int64_t limit = server_->max_send_bytes();
-  ModelInferRequest request = Bf16Request(kMaxBatch, kIn, kOut, "FP32");
-
-  request.set_id(IdForReplyBytes(request, model, limit, /*streamed=*/false));
-  ASSERT_FALSE(request.id().empty());
-  ASSERT_LE(request.ByteSizeLong(), server_->max_receive_bytes());
-  ModelInferResponse response;
-  grpc::Status status = Infer(request, &response);
-  ASSERT_TRUE(status.ok()) << status.error_message();
-  EXPECT_EQ(static_cast<int64_t>(response.ByteSizeLong()), limit);
-
-  const uint64_t executions = ExecutionCount(*stub_);
-  request.set_id(request.id() + "i");
-  ASSERT_LE(request.ByteSizeLong(), server_->max_receive_bytes());
-  status = Infer(request, &response);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
-      << status.error_message();
-  EXPECT_NE(status.error_message().find(absl::StrCat("would be ", limit + 1,
-                                                     " bytes, above the "
-                                                     "server's send limit of ",
-                                                     limit, " bytes")),
-            std::string::npos)
-      << status.error_message();
-  EXPECT_EQ(ExecutionCount(*stub_), executions) << "computed anyway";
-  ExpectServerStillServes();
-}
-
-// On a stream the limit applies to the stream's wrapper, a few bytes more
-// than the unary reply: a reply that fits it is served, one that does not
-// gets its error_message, and the messages after it are all answered (it
-// used to end the stream).
-TEST_P(ServiceTest, StreamAnswersAReplyAboveTheSendLimitAndGoesOn) {
-  constexpr int64_t kMaxBatch = 8;
-  StartServer(kIn, kOut, kMaxBatch);
-  const ModelConfig model = ModelOf(kIn, kOut, kMaxBatch);
-  const int64_t limit = server_->max_send_bytes();
-  ModelInferRequest fits = Bf16Request(kMaxBatch, kIn, kOut, "FP32");
-  fits.set_id(IdForReplyBytes(fits, model, limit, /*streamed=*/true));
-  ASSERT_FALSE(fits.id().empty());
-  // Fits a unary reply, not the stream's wrapper.
-  ModelInferRequest too_large = fits;
-  too_large.set_id(IdForReplyBytes(fits, model, limit, /*streamed=*/false));
-  ASSERT_FALSE(too_large.id().empty());
-
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(30));
-  auto stream = stub_->ModelStreamInfer(&context);
-  ASSERT_TRUE(stream->Write(fits));
-  ASSERT_TRUE(stream->Write(too_large));
-  constexpr int kLater = 7;
-  for (int i = 0; i < kLater; ++i) {
-    ModelInferRequest later = Request(1 + i % kMaxBatch, i % 2 == 0);
-    later.set_id("later-" + std::to_string(i));
-    ASSERT_TRUE(stream->Write(later)) << i;
-  }
-  ASSERT_TRUE(stream->WritesDone());
-  inference::ModelStreamInferResponse reply;
-  ASSERT_TRUE(stream->Read(&reply));
-  EXPECT_EQ(reply.error_message(), "");
-  EXPECT_EQ(static_cast<int64_t>(reply.ByteSizeLong()), limit);
-  ASSERT_TRUE(stream->Read(&reply));
-  EXPECT_EQ(reply.error_message().rfind("INVALID_ARGUMENT: the response would "
-                                        "be ",
-                                        0),
-            0u)
-      << reply.error_message();
-  EXPECT_NE(reply.error_message().find(
-                absl::StrCat("send limit of ", limit, " bytes")),
-            std::string::npos)
-      << reply.error_message();
-  for (int i = 0; i < kLater; ++i) {
-    ASSERT_TRUE(stream->Read(&reply)) << "later reply " << i << " missing";
-    EXPECT_EQ(reply.error_message(), "") << i;
-    EXPECT_EQ(reply.infer_response().id(), "later-" + std::to_string(i));
-  }
-  EXPECT_FALSE(stream->Read(&reply));
-  const grpc::Status finished = stream->Finish();
-  EXPECT_TRUE(finished.ok()) << finished.error_message();
-}
-
-INSTANTIATE_TEST_SUITE_P(AllSchedulings, ServiceTest,
-                         ::testing::Values(Inline(), ComputePool(),
-                                           DynamicBatching()),
-                         [](const auto& info) { return info.param.name; });
-
-// A draining service reports not ready and turns inference calls away.
-TEST(DrainingServiceTest, ReportsNotReadyAndRefusesInference) {
-  LinearWeights weights = MakeDefaultWeights(kIn, kOut, 1);
-  absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
-      LinearRelu::Create(weights);
-  ASSERT_TRUE(layer.ok());
-  ModelConfig model;
-  model.in_features = kIn;
-  model.out_features = kOut;
-  InferenceService service(model, std::move(*layer), Scheduler::Options{});
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                           &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  auto stub = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
-
-  service.StartDraining();
-  {
-    grpc::ClientContext context;
-    inference::ServerReadyResponse response;
-    ASSERT_TRUE(stub->ServerReady(&context, {}, &response).ok());
-    EXPECT_FALSE(response.ready());
-  }
-  {
-    grpc::ClientContext context;
-    ModelInferRequest request;
-    request.set_model_name("linear_relu");
-    AddInput(request, "x", {1, kIn}, RandomValues(kIn, 1));
-    ModelInferResponse response;
-    const grpc::Status status = stub->ModelInfer(&context, request, &response);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
-  }
-  server->Shutdown();
-}
-
-// An InferenceService with its own limits on 127.0.0.1:<free port>, with
-// the message limits Server would set.
-struct LimitedServer {
-  LimitedServer(int64_t in, int64_t out, const InferenceLimits& limits,
-                const Scheduler::Options& scheduling = {}) {
-    absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
-        LinearRelu::Create(MakeDefaultWeights(in, out, 1));
-    if (!layer.ok()) throw std::runtime_error(layer.status().ToString());
-    model = ModelOf(in, out, 4096);
-    service = std::make_unique<InferenceService>(model, std::move(*layer),
-                                                 scheduling, limits);
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port);
-    builder.SetMaxReceiveMessageSize(MaxReceiveBytes(model));
-    builder.SetMaxSendMessageSize(MaxSendBytes(model));
-    builder.RegisterService(service.get());
-    server = builder.BuildAndStart();
-    if (server == nullptr) throw std::runtime_error("cannot start");
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(INT_MAX);
-    args.SetMaxSendMessageSize(INT_MAX);
-    stub = inference::GRPCInferenceService::NewStub(
-        grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
-                                  grpc::InsecureChannelCredentials(), args));
-  }
-  ~LimitedServer() {
-    server->Shutdown(std::chrono::system_clock::now() +
-                     std::chrono::seconds(5));
-  }
-
-  ModelInferRequest Request(int64_t rows, const std::string& id) const {
-    ModelInferRequest request;
-    request.set_model_name("linear_relu");
-    request.set_id(id);
-    AddInput(request, "x", {rows, model.in_features},
-             RandomValues(rows * model.in_features, rows));
-    AddInput(request, "grad_y", {rows, model.out_features},
-             RandomValues(rows * model.out_features, rows + 1));
-    return request;
-  }
-
-  ModelConfig model;
-  std::unique_ptr<InferenceService> service;
-  std::unique_ptr<grpc::Server> server;
-  std::unique_ptr<inference::GRPCInferenceService::Stub> stub;
-};
-
-bool WaitFor(const std::function<bool()>& condition) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
-}
-
-TEST(InferenceLimitsTest, DefaultsFollowTheModel) {
-  LimitedServer limited(kIn, kOut, InferenceLimits{});
-  const InferenceLimits& limits = limited.service->limits();
-  EXPECT_EQ(limits.max_stream_pending, 16);
-  EXPECT_EQ(limits.max_send_bytes, MaxSendBytes(limited.model));
-  EXPECT_EQ(limits.max_pending_bytes, int64_t{1} << 30);
-  EXPECT_FALSE(limited.service->has_synchronous_methods());
-}
-
-// A stream whose replies nobody reads holds its requests' bytes; once they
-// fill the budget, further work gets UNAVAILABLE with a retry hint (the
-// stream's own later messages as error_message, a unary call as its
-// status), and everything is given back once the replies are read.
-TEST(InferenceLimitsTest, PendingBytesAreBoundedAndGivenBack) {
-  constexpr int64_t kIn2 = 512, kOut2 = 64, kRows = 256;
-  // One message: 590 KB of request, 704 KB of reply.
-  InferenceLimits limits;
-  limits.max_stream_pending = 64;
-  limits.max_pending_bytes = 4 << 20;
-  LimitedServer limited(kIn2, kOut2, limits);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() +
-                       std::chrono::seconds(30));
-  auto stream = limited.stub->ModelStreamInfer(&context);
-  constexpr int kMessages = 10;
-  for (int i = 0; i < kMessages; ++i) {
-    ASSERT_TRUE(stream->Write(limited.Request(kRows, "m" + std::to_string(i))));
-  }
-  ASSERT_TRUE(stream->WritesDone());
-  // Every message answered by the service; most replies wait, unread.
-  ASSERT_TRUE(WaitFor([&] {
-    return limited.service->requests_in_flight() == 0 &&
-           limited.service->pending_bytes() > 0;
-  }));
-  EXPECT_LE(limited.service->pending_bytes(), limits.max_pending_bytes);
-  {
-    grpc::ClientContext unary_context;
-    ModelInferResponse response;
-    const grpc::Status status = limited.stub->ModelInfer(
-        &unary_context, limited.Request(2 * kRows, "unary"), &response);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE)
-        << status.error_message();
-    EXPECT_NE(status.error_message().find("retry"), std::string::npos)
-        << status.error_message();
-  }
-  int ok = 0, busy = 0;
-  for (int i = 0; i < kMessages; ++i) {
-    inference::ModelStreamInferResponse reply;
-    ASSERT_TRUE(stream->Read(&reply)) << i;
-    if (reply.error_message().empty()) {
-      EXPECT_EQ(reply.infer_response().id(), "m" + std::to_string(i));
-      ++ok;
-    } else {
-      EXPECT_EQ(reply.error_message().rfind("UNAVAILABLE: server busy", 0), 0u)
-          << reply.error_message();
-      ++busy;
-    }
-  }
-  EXPECT_GE(ok, 2);
-  EXPECT_GE(busy, 1);
-  EXPECT_TRUE(stream->Finish().ok());
-  EXPECT_TRUE(WaitFor([&] { return limited.service->pending_bytes() == 0; }))
-      << limited.service->pending_bytes();
-  // Served again once the bytes are back.
-  grpc::ClientContext again_context;
-  ModelInferResponse response;
-  EXPECT_TRUE(limited.stub
-                  ->ModelInfer(&again_context, limited.Request(kRows, "again"),
-                               &response)
-                  .ok());
-}
-
-// A request larger than the whole budget still runs when nothing else is
-// held: any valid request can be served.
-TEST(InferenceLimitsTest, RequestAboveTheBudgetRunsAlone) {
-  InferenceLimits limits;
-  limits.max_pending_bytes = 1000;
-  LimitedServer limited(kIn, kOut, limits);
-  for (int i = 0; i < 3; ++i) {
-    grpc::ClientContext context;
-    ModelInferResponse response;
-    const grpc::Status status = limited.stub->ModelInfer(
-        &context, limited.Request(64, "alone"), &response);
-    EXPECT_TRUE(status.ok()) << status.error_message();
-    EXPECT_TRUE(WaitFor([&] { return limited.service->pending_bytes() == 0; }));
-  }
-}
+INSTANTIATE_TEST_SUITE_P(AllSchedulings, ServiceTest, Schedulings(),
+                         SchedulingName);
 
 }  // namespace
 }  // namespace reluserve

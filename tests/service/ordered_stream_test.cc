@@ -284,9 +284,12 @@ TEST_F(OrderedStreamTest, PausedStreamWhoseClientCancelsFinishes) {
   context.TryCancel();
   EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
   service_->Release();
-  EXPECT_TRUE(WaitFor([&] { return service_->sent() == 2; }))
-      << service_->sent();
-  EXPECT_EQ(service_->handled(), 2);
+  // Until the server has seen the cancellation it may read and compute
+  // messages the client already sent; every one it took is released.
+  EXPECT_TRUE(WaitFor([&] { return service_->sent() == service_->handled(); }))
+      << service_->sent() << " of " << service_->handled();
+  EXPECT_GE(service_->handled(), 2);
+  EXPECT_LE(service_->handled(), 5);
 }
 
 }  // namespace
