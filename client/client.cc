@@ -184,28 +184,28 @@ absl::StatusOr<inference::ServerMetadataResponse> Client::ServerMetadata()
   return response;
 }
 
-absl::StatusOr<inference::ModelMetadataResponse> Client::ModelMetadata() const {
+template <typename Request, typename Response>
+absl::StatusOr<Response> Client::CallForModel(grpc::Status (
+    inference::GRPCInferenceService::Stub::*method)(grpc::ClientContext*,
+                                                    const Request&,
+                                                    Response*)) const {
   grpc::ClientContext context;
   PrepareContext(context);
-  inference::ModelMetadataRequest request;
+  Request request;
   request.set_name(options_.model_name);
   request.set_version(options_.model_version);
-  inference::ModelMetadataResponse response;
-  grpc::Status status = stub_->ModelMetadata(&context, request, &response);
+  Response response;
+  grpc::Status status = (stub_.get()->*method)(&context, request, &response);
   if (!status.ok()) return FromGrpcStatus(status);
   return response;
 }
 
+absl::StatusOr<inference::ModelMetadataResponse> Client::ModelMetadata() const {
+  return CallForModel(&inference::GRPCInferenceService::Stub::ModelMetadata);
+}
+
 absl::StatusOr<inference::ModelConfigResponse> Client::ModelConfig() const {
-  grpc::ClientContext context;
-  PrepareContext(context);
-  inference::ModelConfigRequest request;
-  request.set_name(options_.model_name);
-  request.set_version(options_.model_version);
-  inference::ModelConfigResponse response;
-  grpc::Status status = stub_->ModelConfig(&context, request, &response);
-  if (!status.ok()) return FromGrpcStatus(status);
-  return response;
+  return CallForModel(&inference::GRPCInferenceService::Stub::ModelConfig);
 }
 
 absl::Status CheckBatchSize(const InferInputs& inputs,

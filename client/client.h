@@ -118,6 +118,12 @@ class Client {
  private:
   // A context carrying the options' deadline.
   void PrepareContext(grpc::ClientContext& context) const;
+  // A unary RPC whose request names the options' model and version.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> CallForModel(grpc::Status (
+      inference::GRPCInferenceService::Stub::*method)(grpc::ClientContext*,
+                                                      const Request&,
+                                                      Response*)) const;
 
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
