@@ -15,8 +15,9 @@
 #include "server/service/scheduler.h"
 
 namespace grpc {
+class HealthCheckServiceInterface;
 class Server;
-}
+}  // namespace grpc
 
 namespace reluserve {
 
@@ -78,6 +79,7 @@ class Server {
   std::unique_ptr<grpc::Server> grpc_server_;
   std::once_flag shutdown_once_;
   std::atomic<bool> listener_failed_{false};
+  grpc::HealthCheckServiceInterface* health_ = nullptr;  // grpc_server_'s
 };
 
 // "host:port" for gRPC, with brackets around an IPv6 literal.
