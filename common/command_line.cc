@@ -1,8 +1,10 @@
 #include "common/command_line.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 #include <vector>
 
 namespace reluserve {
@@ -89,6 +91,33 @@ std::string NearestName(const std::string& typed,
   // A typo changes a character or two; more is another word.
   const size_t allowed = std::max<size_t>(1, typed.size() / 3);
   return best_distance <= allowed ? best : std::string();
+}
+
+void AddEnvironmentNames(CLI::App& app, const std::string& prefix) {
+  for (CLI::Option* option : app.get_options()) {
+    if (option->get_lnames().empty() || option == app.get_help_ptr() ||
+        option == app.get_version_ptr()) {
+      continue;
+    }
+    std::string name = prefix + option->get_lnames().front();
+    for (char& c : name) {
+      c = c == '-'
+              ? '_'
+              : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+    option->envname(name);
+  }
+}
+
+std::string EffectiveConfiguration(const CLI::App& app) {
+  std::string joined;
+  std::istringstream lines(app.config_to_str(/*default_also=*/true));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#' || line[0] == '[') continue;
+    if (!joined.empty()) joined += ' ';
+    joined += line;
+  }
+  return joined;
 }
 
 std::optional<int> ParseCommandLine(CLI::App& app, int argc,

@@ -30,6 +30,16 @@ std::string VersionLine(const std::string& binary);
 // Adds --version to `app`, printing VersionLine(binary).
 void AddVersionFlag(CLI::App& app, const std::string& binary);
 
+// Lets every long option of `app` (not --help or --version) also come from
+// the environment variable `prefix` + its name in upper case with '-' as
+// '_': --max-batch is RELUSERVE_MAX_BATCH for prefix "RELUSERVE_". A value
+// on the command line wins.
+void AddEnvironmentNames(CLI::App& app, const std::string& prefix);
+
+// The options' effective values (given or default), "name=value" joined by
+// spaces, for one start-up log line.
+std::string EffectiveConfiguration(const CLI::App& app);
+
 // Parses argv into `app`. Returns an exit status when the program should
 // stop now: kExitOk after --help or --version (printed to stdout), or
 // kExitUsage after a usage error (printed to stderr, with the subcommand a

@@ -17,6 +17,7 @@
 #include "server/core/weights.h"
 #include "server/service/allocator_tuning.h"
 #include "server/service/grpc_logging.h"
+#include "server/service/log_format.h"
 #include "server/service/process_limits.h"
 #include "server/service/server.h"
 #include "server/service/stop_signals.h"
@@ -40,10 +41,15 @@ struct Flags {
   int64_t max_queue_size = 256;
   double drain_seconds = 10.0;
   int64_t max_connection_idle_ms = 300000;
+  int64_t max_connection_age_ms = 0;
+  int64_t max_connection_age_grace_ms = 0;
+  int64_t keepalive_time_ms = 0;
+  int64_t keepalive_timeout_ms = 20000;
   int max_stream_pending = 16;
   int64_t max_pending_bytes = 0;
   std::string model_name = "linear_relu";
   std::string log_level = "info";
+  std::string log_format = "text";
 };
 
 }  // namespace
@@ -113,6 +119,29 @@ int main(int argc, char** argv) {
                  "connections open")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 31));
+  app.add_option("--max-connection-age-ms", flags.max_connection_age_ms,
+                 "Send GOAWAY to a connection this old, so that clients "
+                 "reconnect and reach new replicas behind an L4 balancer; 0: "
+                 "never")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 31));
+  app.add_option("--max-connection-age-grace-ms",
+                 flags.max_connection_age_grace_ms,
+                 "After that GOAWAY, how long calls still open may run before "
+                 "the connection is closed; 0: until they finish")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 31));
+  app.add_option("--keepalive-time-ms", flags.keepalive_time_ms,
+                 "Ping each client connection after this long without "
+                 "traffic, to find dead peers (and keep NATs open); 0: gRPC's "
+                 "default (2 hours)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 31));
+  app.add_option("--keepalive-timeout-ms", flags.keepalive_timeout_ms,
+                 "Close a connection whose keepalive ping is not answered "
+                 "within this long")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 31));
   app.add_option("--max-stream-pending", flags.max_stream_pending,
                  "ModelStreamInfer messages one stream may have unanswered; "
                  "above it the server stops reading that stream")
@@ -146,8 +175,17 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember(
           {"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_option("--log-format", flags.log_format,
+                 "text, or json: one JSON object per line for log collectors")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
   reluserve::AddVersionFlag(app, "reluserve-server");
+  // Every flag also as RELUSERVE_<FLAG> (containers, systemd units).
+  reluserve::AddEnvironmentNames(app, "RELUSERVE_");
   app.footer(
+      "Every flag can also be given as the environment variable "
+      "RELUSERVE_<FLAG> (upper case, '-' as '_', e.g. RELUSERVE_MAX_BATCH); "
+      "the command line wins.\n"
       "Exit status: 0 after a clean stop (SIGINT/SIGTERM and drain), 1 when "
       "start-up fails (weights, model, address), 2 for a wrong command "
       "line, 128 + the signal when a signal ends start-up, or a second "
@@ -164,7 +202,9 @@ int main(int argc, char** argv) {
     return reluserve::kExitUsage;
   }
   spdlog::set_level(spdlog::level::from_str(flags.log_level));
+  if (flags.log_format == "json") reluserve::UseJsonLogFormat();
   reluserve::RouteGrpcLogsToSpdlog();
+  spdlog::info("configuration: {}", reluserve::EffectiveConfiguration(app));
 
   // Before any thread starts, so that every thread inherits the mask.
   reluserve::StopSignalWatcher stop_signals;
@@ -210,6 +250,13 @@ int main(int argc, char** argv) {
   options.limits.max_pending_bytes = flags.max_pending_bytes;
   options.max_connection_idle =
       std::chrono::milliseconds(flags.max_connection_idle_ms);
+  options.max_connection_age =
+      std::chrono::milliseconds(flags.max_connection_age_ms);
+  options.max_connection_age_grace =
+      std::chrono::milliseconds(flags.max_connection_age_grace_ms);
+  options.keepalive_time = std::chrono::milliseconds(flags.keepalive_time_ms);
+  options.keepalive_timeout =
+      std::chrono::milliseconds(flags.keepalive_timeout_ms);
   options.model.in_features = weights->in_features;
   options.model.out_features = weights->out_features;
   options.model.max_batch = flags.max_batch;
@@ -225,6 +272,8 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", std::string(server.status().message()));
     return reluserve::kExitFailed;
   }
+  // From here a signal drains: calls may already be arriving.
+  stop_signals.MarkServing();
   const dnnl_version_t* onednn = dnnl_version();
   spdlog::info(
       "model {} v{}: K={} M={} from {}; oneDNN {}.{}.{} on {}, {} thread(s) "
@@ -249,7 +298,6 @@ int main(int argc, char** argv) {
   }
   spdlog::info("listening on {}", (*server)->address());
 
-  stop_signals.MarkServing();
   const int received = stop_signals.WaitForStop();
   spdlog::info("{} received: draining for up to {} s", strsignal(received),
                flags.drain_seconds);

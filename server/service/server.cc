@@ -124,11 +124,30 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(server->max_receive_bytes_);
   builder.SetMaxSendMessageSize(server->max_send_bytes_);
-  if (server->options_.max_connection_idle.count() > 0) {
-    builder.AddChannelArgument(
-        GRPC_ARG_MAX_CONNECTION_IDLE_MS,
-        static_cast<int>(std::min<int64_t>(
-            server->options_.max_connection_idle.count(), INT_MAX)));
+  const Options& o = server->options_;
+  const auto milliseconds = [](std::chrono::milliseconds duration) {
+    return static_cast<int>(std::min<int64_t>(duration.count(), INT_MAX));
+  };
+  if (o.max_connection_idle.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                               milliseconds(o.max_connection_idle));
+  }
+  if (o.max_connection_age.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               milliseconds(o.max_connection_age));
+  }
+  if (o.max_connection_age_grace.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               milliseconds(o.max_connection_age_grace));
+  }
+  if (o.keepalive_time.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                               milliseconds(o.keepalive_time));
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                               milliseconds(o.keepalive_timeout));
+    // Ping idle connections too: they are the ones a dead peer leaves.
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   }
   const std::string requested =
       HostPort(server->options_.host, server->options_.port);

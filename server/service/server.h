@@ -40,6 +40,14 @@ class Server {
     // A connection with no call for this long is closed (GOAWAY), so idle
     // connections cannot hold file descriptors for ever; 0 keeps them.
     std::chrono::milliseconds max_connection_idle{300000};
+    // GOAWAY to connections this old, and how long their calls may then
+    // take (0: no age limit; no grace limit).
+    std::chrono::milliseconds max_connection_age{0};
+    std::chrono::milliseconds max_connection_age_grace{0};
+    // Keepalive pings after this long without traffic (0: gRPC's default),
+    // and how long an unanswered ping may wait before the connection closes.
+    std::chrono::milliseconds keepalive_time{0};
+    std::chrono::milliseconds keepalive_timeout{20000};
     // Once a drain has nothing in flight, how long idle streams and health
     // watches are given before gRPC cancels them.
     std::chrono::milliseconds idle_call_grace{500};

@@ -1,6 +1,7 @@
 #include "common/command_line.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <string>
 #include <vector>
@@ -89,6 +90,34 @@ TEST(ParseCommandLineTest, MissingSubcommandIsAUsageError) {
   EXPECT_EQ(test.Parse({}), kExitUsage);
   EXPECT_NE(testing::internal::GetCapturedStderr().find("subcommand"),
             std::string::npos);
+}
+
+TEST(EnvironmentNamesTest, EveryLongOptionComesFromTheEnvironment) {
+  CLI::App app("env test", "tester");
+  AddVersionFlag(app, "tester");
+  int max_batch = 1;
+  std::string host = "127.0.0.1";
+  app.add_option("--max-batch", max_batch);
+  app.add_option("--host", host);
+  AddEnvironmentNames(app, "RELUSERVE_TEST_");
+  EXPECT_EQ(app.get_option("--max-batch")->get_envname(),
+            "RELUSERVE_TEST_MAX_BATCH");
+  EXPECT_EQ(app.get_option("--host")->get_envname(), "RELUSERVE_TEST_HOST");
+  EXPECT_EQ(app.get_version_ptr()->get_envname(), "");
+
+  setenv("RELUSERVE_TEST_MAX_BATCH", "64", 1);
+  setenv("RELUSERVE_TEST_HOST", "::", 1);
+  const char* argv[] = {"tester", "--host", "0.0.0.0"};
+  EXPECT_EQ(ParseCommandLine(app, 3, argv), std::nullopt);
+  unsetenv("RELUSERVE_TEST_MAX_BATCH");
+  unsetenv("RELUSERVE_TEST_HOST");
+  EXPECT_EQ(max_batch, 64);    // from the environment
+  EXPECT_EQ(host, "0.0.0.0");  // the command line wins
+  const std::string configuration = EffectiveConfiguration(app);
+  EXPECT_NE(configuration.find("max-batch=64"), std::string::npos)
+      << configuration;
+  EXPECT_NE(configuration.find("host=\"0.0.0.0\""), std::string::npos)
+      << configuration;
 }
 
 }  // namespace

@@ -6,9 +6,12 @@ real reluserve-server binary on 127.0.0.1:
 - signals: one during start-up ends it at once; a second one during a drain
   ends the drain at once; idle streams and health watches do not hold a
   drain;
-- file descriptors: the soft open-file limit is raised to the hard one, idle
-  connections are closed after --max-connection-idle-ms, and when gRPC's
-  listener dies at the limit, readiness and health turn false.
+- file descriptors and connections: the soft open-file limit is raised to
+  the hard one, idle and old connections get GOAWAY, idle ones keepalive
+  pings, and when gRPC's listener dies at the limit, readiness and health
+  turn false;
+- configuration: RELUSERVE_* environment variables, the command line
+  winning, the effective configuration logged once.
 
     /usr/bin/python3 -B server_lifecycle_test.py --server PATH --stubs DIR [unittest args]
 """
@@ -17,6 +20,7 @@ import sys
 
 sys.dont_write_bytecode = True
 
+import json  # noqa: E402
 import os  # noqa: E402
 import pathlib  # noqa: E402
 import signal  # noqa: E402
@@ -47,6 +51,7 @@ SMALL_MODEL = ["--in-features", K, "--out-features", M]
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 GOAWAY = 0x7
+PING = 0x6
 
 
 def run_server(args, timeout):
@@ -113,6 +118,46 @@ class RefusedStartTest(unittest.TestCase):
         self.assertRefused(["--max-batch", 16777216],
                            "--max-batch 16777216 needs messages above gRPC's 2 GiB",
                            "the largest batch that fits is ")
+
+
+class ConfigurationTest(unittest.TestCase):
+    def test_flags_from_the_environment_and_the_command_line_wins(self):
+        server = sp.ServerProcess(ARGS.server, [*SMALL_MODEL, "--max-batch", 32],
+                                  env={"RELUSERVE_MODEL_NAME": "from_env",
+                                       "RELUSERVE_MAX_BATCH": "16",
+                                       "RELUSERVE_MAX_STREAM_PENDING": "4"})
+        server.start()
+        try:
+            stub = pb_grpc.GRPCInferenceServiceStub(channel(server.target))
+            config = stub.ModelConfig(pb.ModelConfigRequest(name="from_env"),
+                                      timeout=10).config
+            self.assertEqual(config.name, "from_env")
+            self.assertEqual(config.max_batch_size, 32)  # the command line's
+            log = server.log()
+            # The effective configuration, logged once.
+            self.assertEqual(log.count("configuration: "), 1, log)
+            self.assertRegex(log, r"model-name=[\"']from_env[\"']")
+            self.assertIn("max-batch=32", log)
+            self.assertIn("max-stream-pending=4", log)
+        finally:
+            server.stop()
+
+
+    def test_json_log_format(self):
+        server = sp.ServerProcess(ARGS.server, [*SMALL_MODEL, "--log-format", "json"])
+        server.start()
+        server.stop()
+        lines = server.log().splitlines()
+        self.assertGreater(len(lines), 3)
+        records = [json.loads(line) for line in lines]  # every line is JSON
+        for record in records:
+            self.assertEqual(set(record), {"time", "level", "message"}, record)
+        messages = [r["message"] for r in records]
+        self.assertTrue(any(m.startswith(f"listening on {server.target}")
+                            for m in messages), messages)
+        configuration = next(m for m in messages if m.startswith("configuration: "))
+        self.assertIn('log-format="json"', configuration)  # quotes survive
+        self.assertEqual(messages[-1], "stopped")
 
 
 class SignalTest(unittest.TestCase):
@@ -225,6 +270,47 @@ class FileDescriptorTest(unittest.TestCase):
             finally:
                 for connection in idle:
                     connection.close()
+        finally:
+            server.stop()
+
+    def frames_within(self, port, seconds, wanted):
+        """Frame types a raw idle connection receives until `wanted` comes
+        or `seconds` pass."""
+        connection = http2_connection(port)
+        received = b""
+        deadline = time.monotonic() + seconds
+        try:
+            while wanted not in frame_types(received) and time.monotonic() < deadline:
+                connection.settimeout(max(0.1, deadline - time.monotonic()))
+                try:
+                    chunk = connection.recv(65536)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                received += chunk
+        finally:
+            connection.close()
+        return frame_types(received)
+
+    def test_old_connections_are_sent_goaway(self):
+        server = sp.ServerProcess(ARGS.server, [*SMALL_MODEL,
+                                                "--max-connection-idle-ms", 0,
+                                                "--max-connection-age-ms", 300,
+                                                "--max-connection-age-grace-ms", 200])
+        server.start()
+        try:
+            self.assertIn(GOAWAY, self.frames_within(server.port, 10, GOAWAY))
+        finally:
+            server.stop()
+
+    def test_keepalive_pings_idle_connections(self):
+        server = sp.ServerProcess(ARGS.server, [*SMALL_MODEL,
+                                                "--keepalive-time-ms", 300,
+                                                "--keepalive-timeout-ms", 5000])
+        server.start()
+        try:
+            self.assertIn(PING, self.frames_within(server.port, 10, PING))
         finally:
             server.stop()
 
