@@ -48,9 +48,11 @@ class Server {
     // and how long an unanswered ping may wait before the connection closes.
     std::chrono::milliseconds keepalive_time{0};
     std::chrono::milliseconds keepalive_timeout{20000};
-    // Once a drain has nothing in flight, how long idle streams and health
-    // watches are given before gRPC cancels them.
-    std::chrono::milliseconds idle_call_grace{500};
+    // Once a drain has nothing in flight, how long the calls still open
+    // are given before gRPC cancels them: idle streams and health watches,
+    // which would hold the drain to its deadline, and calls still
+    // uploading, which arrive and are answered UNAVAILABLE within it.
+    std::chrono::milliseconds idle_call_grace{2000};
   };
 
   // Binds and starts serving. Fails (without serving anything) when the

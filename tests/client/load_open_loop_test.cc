@@ -167,8 +167,9 @@ TEST_F(LoadGeneratorTest, OpenLoopHoldsArrivalsBackAfterUnavailable) {
   EXPECT_FALSE(steps[0].server_gone);
   // The gate: 50, 80, 128, 205, 328 ms... (+-20%) between requests sent,
   // about 7 openings in 1 s, each letting through the arrivals that come
-  // before the UNAVAILABLE answer (1000 without the gate).
-  EXPECT_LE(service_.infer_calls, 25);
+  // before the UNAVAILABLE answer (1000 without the gate; a slow machine,
+  // e.g. under ASan, lets more through per opening).
+  EXPECT_LE(service_.infer_calls, 60);
   EXPECT_GT(steps[0].held_back, 900);
   EXPECT_EQ(steps[0].dropped, steps[0].held_back);
   EXPECT_EQ(steps[0].requests, steps[0].errors);
@@ -187,7 +188,7 @@ TEST_F(LoadGeneratorTest, OpenLoopServerGoneStopsTheSweep) {
   EXPECT_TRUE(steps[0].server_gone);
   // About 5 gate openings in 0.5 s, a few Poisson arrivals each (250
   // without the gate).
-  EXPECT_LE(service_.infer_calls, 30);
+  EXPECT_LE(service_.infer_calls, 60);
 }
 
 }  // namespace
