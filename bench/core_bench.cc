@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/bench_main.h"
 #include "dnnl.hpp"
 #include "server/core/linear_relu.h"
 #include "server/core/weights.h"
@@ -379,8 +380,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
 };
 
 // Raw and LinearRelu of one shape are registered side by side; the default
-// flags below interleave every repetition at random, so a burst of load from
-// elsewhere on the machine does not land on one side of a ratio only.
+// flags (bench_main.h) interleave every repetition at random, so a burst of
+// load from elsewhere on the machine does not land on one side of a ratio only.
 void RegisterAll() {
   using Function = void (*)(benchmark::State&);
   const std::pair<const char*, Function> kBenchmarks[] = {
@@ -405,17 +406,7 @@ void RegisterAll() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Defaults that keep the whole run near a minute; flags given on the
-  // command line come later and win.
-  std::vector<char*> args = {argv[0]};
-  std::string defaults[] = {"--benchmark_min_time=0.1",
-                            "--benchmark_repetitions=5",
-                            "--benchmark_enable_random_interleaving=true"};
-  for (std::string& flag : defaults) args.push_back(flag.data());
-  args.insert(args.end(), argv + 1, argv + argc);
-  int count = static_cast<int>(args.size());
-  benchmark::Initialize(&count, args.data());
-  if (benchmark::ReportUnrecognizedArguments(count, args.data())) return 1;
+  if (!reluserve::bench::InitializeWithDefaults(argc, argv)) return 1;
   RegisterAll();
   benchmark::AddCustomContext("isa", reluserve::LinearRelu::CpuIsaName());
   const dnnl_version_t* version = dnnl_version();

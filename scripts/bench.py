@@ -10,6 +10,9 @@
 3. Dynamic batching: N=1 requests at concurrency 32 on a K=M=2048 model, with
    batching off and on.
 4. BF16 on the wire: N=100 forward at concurrency 8, FP32 vs BF16.
+5. Monitoring: reluserve-monitor-bench (Forward vs Forward + the dead-ReLU
+   monitor's Observe), and a server with /metrics scraped every second and
+   the monitor on vs one with both off, driven alternately in one run.
 
 Every server runs on 127.0.0.1 on a free port and is stopped at the end.
 CPU time per request comes from /proc (servers) and wait4 (the load
@@ -45,6 +48,8 @@ class Server:
 
     def __init__(self, binary, args):
         self.log = tempfile.NamedTemporaryFile("w+", prefix="bench-server-")
+        if "reluserve-server" in binary and "--metrics-port" not in args:
+            args = ["--metrics-port", "0", *args]  # off, unless asked for
         self.process = subprocess.Popen(
             [binary, "--host", "127.0.0.1", "--port", "0", *args],
             stdout=self.log, stderr=subprocess.STDOUT)
@@ -115,6 +120,81 @@ def core_bench(binary, quick):
         scale = {"ns": 1e-3, "us": 1.0, "ms": 1e3}[entry.get("time_unit", "ns")]
         times.setdefault(key, []).append(entry["real_time"] * scale)
     return {key: sorted(values)[len(values) // 2] for key, values in times.items()}
+
+
+def monitor_bench(binary, quick):
+    """Median µs of Forward, ForwardAndObserve and Observe per (N, half_dead)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        args = [binary, f"--benchmark_out={out.name}", "--benchmark_out_format=json"]
+        if quick:
+            args.append("--benchmark_min_time=0.05")
+        subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+        data = json.load(open(out.name))
+    times = {}
+    for entry in data["benchmarks"]:
+        if entry.get("run_type") == "aggregate":
+            continue
+        match = re.match(r"(\w+)/N:(\d+)/half_dead:(\d+)", entry["name"])
+        if match:
+            key = (match.group(1), int(match.group(2)), int(match.group(3)))
+            times.setdefault(key, []).append(entry["real_time"])
+    return {key: sorted(v)[len(v) // 2] for key, v in times.items()}
+
+
+def free_port():
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def monitoring_on_off(server_bin, load_bin, duration, warmup):
+    """Two servers at once, one with /metrics (scraped every second, as
+    Prometheus would) and the dead-ReLU monitor, one with both off; each
+    shape runs on, off, off, on, so drift in the machine's load falls on
+    both sides."""
+    import threading
+    import urllib.request
+    metrics_port = free_port()
+    servers = {
+        "on": Server(server_bin, ["--metrics-port", str(metrics_port)]),
+        "off": Server(server_bin, ["--metrics-port", "0", "--dead-relu-window", "0"]),
+    }
+    stop = threading.Event()
+    scrapes = [0]
+
+    def scrape():
+        while not stop.wait(1.0):
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+                r.read()
+            scrapes[0] += 1
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    scraper.start()
+    results = {}
+    try:
+        for label, n, grad in SHAPES:
+            for concurrency in (1, 8):
+                runs = {"on": [], "off": []}
+                for name in ("on", "off", "off", "on"):
+                    args = ["--batch", str(n), "--concurrency", str(concurrency),
+                            "--channels", str(concurrency), "--duration", duration,
+                            "--warmup", warmup] + (["--grad"] if grad else [])
+                    steps, _, _ = run_load(load_bin, servers[name], args)
+                    runs[name].append(steps[0])
+                results[(label, concurrency)] = {
+                    name: {
+                        "rps": sum(s["requests_per_second"] for s in r) / len(r),
+                        "p50": sum(s["latency_ms"]["p50"] for s in r) / len(r),
+                        "errors": sum(s["errors"] for s in r),
+                    } for name, r in runs.items()}
+    finally:
+        stop.set()
+        scraper.join(timeout=10)
+        for server in servers.values():
+            server.stop()
+    return {"shapes": results, "scrapes": scrapes[0]}
 
 
 def main():
@@ -242,6 +322,11 @@ def main():
     finally:
         server.stop()
     report["bf16"] = bf16
+
+    print("monitoring on vs off ...", file=sys.stderr)
+    report["monitor_core"] = monitor_bench(f"{b}/bench/reluserve-monitor-bench",
+                                           options.quick)
+    report["monitoring"] = monitoring_on_off(server_bin, load_bin, duration, warmup)
 
     print("concurrency sweep plot ...", file=sys.stderr)
     server = Server(server_bin, [])
@@ -423,6 +508,40 @@ def write_markdown(report, path, args):
         1e-9, report["bf16"]["fp32"]["requests_per_second"])
     add("")
     add(f"BF16 / FP32: {ratio:.2f}× ({'met' if ratio >= 1.5 else 'missed'}, ≥ 1.5×).")
+    add("")
+    add("## Metrics and the dead-ReLU monitor: on vs off")
+    add("")
+    add("The monitor alone (`reluserve-monitor-bench`, K=3072, M=100, 1 OpenMP "
+        "thread): median µs of LinearRelu::Forward, of Forward followed by "
+        "DeadReluMonitor::Observe of its output, and of Observe alone. Healthy: "
+        "the default weights; half dead: a bias of -10⁶ on every second unit, "
+        "so Observe reads every row of those units (its worst case).")
+    add("")
+    add("| layer | N | Forward µs | Forward + Observe µs | Observe µs | Observe / Forward |")
+    add("|---|---|---|---|---|---|")
+    mc = report["monitor_core"]
+    for half_dead in (0, 1):
+        for n in (1, 100):
+            fwd = mc.get(("Forward", n, half_dead), 0)
+            both = mc.get(("ForwardAndObserve", n, half_dead), 0)
+            obs = mc.get(("Observe", n, half_dead), 0)
+            add(f"| {'half dead' if half_dead else 'healthy'} | {n} | {fwd:.1f} | "
+                f"{both:.1f} | {obs:.2f} | {obs / max(1e-9, fwd):.3f} |")
+    add("")
+    mon = report["monitoring"]
+    add("The whole server: `reluserve-server` with `/metrics` on (scraped every "
+        f"second, {mon['scrapes']} scrapes in all), the monitor and the gRPC "
+        "call counter on (the defaults), against one with `--metrics-port 0 "
+        "--dead-relu-window 0`, both running, each shape loaded on, off, off, "
+        "on (mean of two runs each). Target: on / off ≥ 0.97 in req/s.")
+    add("")
+    add("| shape | in flight | off req/s | on req/s | on / off req/s | off p50 ms | on p50 ms | errors |")
+    add("|---|---|---|---|---|---|---|---|")
+    for (label, concurrency), r in mon["shapes"].items():
+        ratio = r["on"]["rps"] / max(1e-9, r["off"]["rps"])
+        add(f"| {label} | {concurrency} | {r['off']['rps']:.0f} | {r['on']['rps']:.0f} | "
+            f"{ratio:.3f} | {r['off']['p50']:.3f} | {r['on']['p50']:.3f} | "
+            f"{r['on']['errors'] + r['off']['errors']} |")
     add("")
     add("## Latency vs throughput")
     add("")

@@ -50,6 +50,11 @@ struct Flags {
   std::string model_name = "linear_relu";
   std::string log_level = "info";
   std::string log_format = "text";
+  std::string metrics_host;
+  int metrics_port = 8002;
+  int64_t dead_relu_window = 10000;
+  double dead_relu_warn = 0.5;
+  std::string access_log;
 };
 
 }  // namespace
@@ -179,6 +184,29 @@ int main(int argc, char** argv) {
                  "text, or json: one JSON object per line for log collectors")
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--metrics-port", flags.metrics_port,
+                 "Port of GET /metrics (Prometheus text format); 0 turns the "
+                 "endpoint off")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--metrics-host", flags.metrics_host,
+                 "Address of the metrics endpoint (default: --host), e.g. "
+                 "127.0.0.1 to keep it off the network");
+  app.add_option("--dead-relu-window", flags.dead_relu_window,
+                 "Rows the dead-ReLU monitor looks back over: a unit is dead "
+                 "when its output was 0 for every one of them; 0 turns the "
+                 "monitor off")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  app.add_option("--dead-relu-warn", flags.dead_relu_warn,
+                 "Log a warning when a ReLU layer's dead fraction first "
+                 "exceeds this (0 to 1)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--access-log", flags.access_log,
+                 "Append one line per inference request (method, model, "
+                 "rows, code, microseconds, peer) to this file; '-' writes "
+                 "to standard output");
   reluserve::AddVersionFlag(app, "reluserve-server");
   // Every flag also as RELUSERVE_<FLAG> (containers, systemd units).
   reluserve::AddEnvironmentNames(app, "RELUSERVE_");
@@ -246,6 +274,12 @@ int main(int argc, char** argv) {
   options.host = flags.host;
   options.port = flags.port;
   options.model.name = flags.model_name;
+  options.metrics_host = flags.metrics_host;
+  options.metrics_port = flags.metrics_port == 0 ? -1 : flags.metrics_port;
+  options.dead_relu.window_rows = flags.dead_relu_window;
+  options.dead_relu.warn_fraction = flags.dead_relu_warn;
+  options.access_log = flags.access_log;
+  options.access_log_json = flags.log_format == "json";
   options.limits.max_stream_pending = flags.max_stream_pending;
   options.limits.max_pending_bytes = flags.max_pending_bytes;
   options.max_connection_idle =
@@ -297,6 +331,13 @@ int main(int argc, char** argv) {
                               : flags.max_batch));
   }
   spdlog::info("listening on {}", (*server)->address());
+  if ((*server)->metrics_port() > 0) {
+    spdlog::info(
+        "metrics on http://{}/metrics",
+        reluserve::HostPort(
+            flags.metrics_host.empty() ? flags.host : flags.metrics_host,
+            (*server)->metrics_port()));
+  }
 
   const int received = stop_signals.WaitForStop();
   spdlog::info("{} received: draining for up to {} s", strsignal(received),

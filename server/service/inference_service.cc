@@ -88,7 +88,8 @@ void* AddOutput(inference::ModelInferResponse& response,
 InferenceService::InferenceService(reluserve::ModelConfig model,
                                    std::shared_ptr<const LinearRelu> layer,
                                    const Scheduler::Options& scheduling,
-                                   const InferenceLimits& limits)
+                                   const InferenceLimits& limits,
+                                   const InferenceMonitoring& monitoring)
     : model_(std::move(model)),
       scheduling_(scheduling),
       limits_(ResolveLimits(limits, model_)),
@@ -96,11 +97,32 @@ InferenceService::InferenceService(reluserve::ModelConfig model,
       // Enough idle pairs for every call one machine can have computing and
       // sending; pairs above 64 MiB (N ≈ 4000 fwd+bwd) are not kept.
       message_pool_(/*max_idle=*/32, /*max_pooled_bytes=*/64 << 20),
-      scheduler_(scheduling, std::move(layer), &statistics_) {
+      access_log_(monitoring.access_log),
+      relu_monitor_(monitoring.dead_relu.window_rows > 0
+                        ? std::make_unique<DeadReluMonitor>(
+                              layer->out_features(), monitoring.dead_relu,
+                              absl::StrCat("model ", model_.name, " v",
+                                           model_.version, " layer 0"))
+                        : nullptr),
+      scheduler_(scheduling, std::move(layer), &statistics_,
+                 relu_monitor_.get()) {
   SetMessageAllocatorFor_ModelInfer(&message_pool_);
 }
 
 InferenceService::~InferenceService() = default;
+
+ModelMetrics InferenceService::Metrics() const {
+  ModelMetrics metrics;
+  metrics.name = model_.name;
+  metrics.version = model_.version;
+  metrics.totals = statistics_.Read();
+  metrics.pending_requests = requests_in_flight_.load();
+  // One Linear+ReLU: its ReLU follows Linear 0.
+  if (relu_monitor_ != nullptr) {
+    metrics.relu_layers.push_back({"0", relu_monitor_->Read()});
+  }
+  return metrics;
+}
 
 grpc::ServerUnaryReactor* InferenceService::ServerLive(
     grpc::CallbackServerContext* context, const inference::ServerLiveRequest*,
@@ -170,7 +192,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelInfer(
     inference::ModelInferResponse* response) {
   auto* reactor = new InferReactor();
   StartInference(
-      *request, *response, context->deadline(), /*streamed=*/false,
+      *request, *response, context->deadline(),
+      Origin{context, /*streamed=*/false},
       [reactor](const absl::Status& status, OrderedStreamReactor::Sent sent) {
         reactor->Answer(status, std::move(sent));
       });
@@ -207,7 +230,9 @@ bool InferenceService::TryReserve(int64_t bytes) {
 void InferenceService::StartInference(
     const inference::ModelInferRequest& request,
     inference::ModelInferResponse& response,
-    std::chrono::system_clock::time_point deadline, bool streamed, Done done) {
+    std::chrono::system_clock::time_point deadline, const Origin& origin,
+    Done done) {
+  const bool streamed = origin.streamed;
   const auto arrival = std::chrono::steady_clock::now();
   requests_in_flight_.fetch_add(1);
   auto job = std::make_unique<InferJob>();
@@ -225,25 +250,31 @@ void InferenceService::StartInference(
   if (reserved > 0) {
     sent = [this, reserved] { pending_bytes_.fetch_sub(reserved); };
   }
-  auto finish = [this, &response, arrival, done = std::move(done),
-                 sent = std::move(sent)](
+  auto finish = [this, &request, &response, origin, arrival,
+                 done = std::move(done), sent = std::move(sent)](
                     const absl::Status& status,
                     const InferenceStatistics::RequestPhases* phases,
-                    int64_t rows) mutable {
+                    int64_t rows, bool backward) mutable {
     const auto total = std::chrono::duration_cast<Nanoseconds>(
         std::chrono::steady_clock::now() - arrival);
     if (status.ok()) {
-      statistics_.RecordSuccess(rows, total, *phases);
+      statistics_.RecordSuccess(rows, total, *phases, backward);
     } else {
       response.Clear();
-      statistics_.RecordFailure(total);
+      // A request for a model not served here is not this model's failure.
+      if (status.code() != absl::StatusCode::kNotFound) {
+        statistics_.RecordFailure(total, FailureReasonOf(status));
+      }
+    }
+    if (access_log_ != nullptr) {
+      WriteAccessLog(request, origin, rows, status, total);
     }
     done(status, std::move(sent));
     requests_in_flight_.fetch_sub(1);
   };
 
   if (!prepared.ok()) {
-    finish(prepared, nullptr, 0);
+    finish(prepared, nullptr, 0, false);
     return;
   }
   job->arrival = arrival;
@@ -251,9 +282,26 @@ void InferenceService::StartInference(
       std::chrono::steady_clock::now() - arrival);
   job->done = [finish = std::move(finish)](InferJob& finished,
                                            const absl::Status& status) mutable {
-    finish(status, &finished.phases, finished.validated.batch);
+    finish(status, &finished.phases, finished.validated.batch,
+           finished.validated.NeedsBackward());
   };
   scheduler_.Submit(std::move(job));
+}
+
+void InferenceService::WriteAccessLog(
+    const inference::ModelInferRequest& request, const Origin& origin,
+    int64_t rows, const absl::Status& status, Nanoseconds total) const {
+  AccessRecord record;
+  record.method = origin.streamed ? "ModelStreamInfer" : "ModelInfer";
+  record.model = request.model_name();
+  record.version = request.model_version();
+  record.id = request.id();
+  record.peer = origin.context->peer();
+  record.rows = rows;
+  record.code = status.code();
+  record.microseconds =
+      std::chrono::duration_cast<std::chrono::microseconds>(total).count();
+  access_log_->Write(record);
 }
 
 absl::Status InferenceService::PrepareJob(
@@ -346,11 +394,11 @@ InferenceService::ModelStreamInfer(grpc::CallbackServerContext* context) {
   options.max_pending = static_cast<size_t>(limits_.max_stream_pending);
   options.max_reply_bytes = limits_.max_send_bytes;
   return new OrderedStreamReactor(
-      [this, deadline](const inference::ModelInferRequest& request,
-                       inference::ModelInferResponse& response,
-                       OrderedStreamReactor::Done done) {
-        StartInference(request, response, deadline, /*streamed=*/true,
-                       std::move(done));
+      [this, context, deadline](const inference::ModelInferRequest& request,
+                                inference::ModelInferResponse& response,
+                                OrderedStreamReactor::Done done) {
+        StartInference(request, response, deadline,
+                       Origin{context, /*streamed=*/true}, std::move(done));
       },
       options);
 }

@@ -9,7 +9,10 @@
 
 #include "grpc_service.grpc.pb.h"
 #include "server/core/linear_relu.h"
+#include "server/service/access_log.h"
+#include "server/service/dead_relu_monitor.h"
 #include "server/service/message_pool.h"
+#include "server/service/metrics.h"
 #include "server/service/model_config.h"
 #include "server/service/ordered_stream.h"
 #include "server/service/scheduler.h"
@@ -37,6 +40,15 @@ struct InferenceLimits {
   int64_t max_send_bytes = 0;
 };
 
+// What the service reports beyond its answers.
+struct InferenceMonitoring {
+  // The dead-ReLU monitor; window_rows 0 turns it off.
+  DeadReluMonitor::Options dead_relu;
+  // One line per inference request; null: none. Not owned; outlives the
+  // service.
+  AccessLog* access_log = nullptr;
+};
+
 // The Open Inference Protocol over one LinearRelu model. Each RPC is a short
 // adapter: validate, hand the job to the scheduler, translate the status.
 //
@@ -48,7 +60,8 @@ class InferenceService final : public OrderedStreamCallbackService {
   InferenceService(reluserve::ModelConfig model,
                    std::shared_ptr<const LinearRelu> layer,
                    const Scheduler::Options& scheduling,
-                   const InferenceLimits& limits = InferenceLimits());
+                   const InferenceLimits& limits = InferenceLimits(),
+                   const InferenceMonitoring& monitoring = {});
   ~InferenceService() override;
 
   // The limits in force, defaults resolved.
@@ -67,6 +80,8 @@ class InferenceService final : public OrderedStreamCallbackService {
   // Bytes held by accepted requests whose replies are not yet sent (see
   // InferenceLimits::max_pending_bytes).
   int64_t pending_bytes() const { return pending_bytes_.load(); }
+  // The model's counters and dead-ReLU gauges, for /metrics.
+  ModelMetrics Metrics() const;
 
   grpc::ServerUnaryReactor* ServerLive(
       grpc::CallbackServerContext* context,
@@ -109,15 +124,23 @@ class InferenceService final : public OrderedStreamCallbackService {
   // the request's bytes back to the budget; may be empty).
   using Done = OrderedStreamReactor::Done;
 
+  // Where an inference request came from.
+  struct Origin {
+    grpc::CallbackServerContext* context;  // alive until `done` returns
+    bool streamed;  // a ModelStreamInfer message, not a ModelInfer call
+  };
   // Validates `request` (its reply checked against the send limit, in a
-  // stream's wrapper if `streamed`), reserves its bytes, lays out the
+  // stream's wrapper if streamed), reserves its bytes, lays out the
   // outputs in `response` and submits the job; `done` is called exactly once
   // with the outcome (`response` cleared on failure), possibly before this
   // returns.
   void StartInference(const inference::ModelInferRequest& request,
                       inference::ModelInferResponse& response,
                       std::chrono::system_clock::time_point deadline,
-                      bool streamed, Done done);
+                      const Origin& origin, Done done);
+  void WriteAccessLog(const inference::ModelInferRequest& request,
+                      const Origin& origin, int64_t rows,
+                      const absl::Status& status, Nanoseconds total) const;
   // `*reserved`: the bytes taken from the budget, also when failing after.
   absl::Status PrepareJob(const inference::ModelInferRequest& request,
                           inference::ModelInferResponse& response,
@@ -133,6 +156,8 @@ class InferenceService final : public OrderedStreamCallbackService {
   const std::shared_ptr<const LinearRelu> layer_;
   InferenceStatistics statistics_;
   InferMessagePool message_pool_;
+  AccessLog* const access_log_;
+  const std::unique_ptr<DeadReluMonitor> relu_monitor_;  // null: off
   std::atomic<bool> draining_{false};
   std::atomic<bool> not_ready_{false};
   std::atomic<int64_t> requests_in_flight_{0};

@@ -21,6 +21,14 @@ struct BatchBuffers {
   std::vector<float> y;
 };
 
+// Where y goes when a backward request did not ask for it but the dead-ReLU
+// monitor wants to see it.
+float* LocalActivations(size_t count) {
+  thread_local std::vector<float> activations;
+  if (activations.size() < count) activations.resize(count);
+  return activations.data();
+}
+
 // BF16 outputs: FP32 results into the response's bytes.
 void ConvertOutputs(const InferJob& job) {
   for (const InferJob::Conversion& conversion : job.conversions) {
@@ -37,8 +45,12 @@ BatchBuffers& LocalBatchBuffers() {
 
 Scheduler::Scheduler(const Options& options,
                      std::shared_ptr<const LinearRelu> layer,
-                     InferenceStatistics* statistics)
-    : options_(options), layer_(std::move(layer)), statistics_(statistics) {
+                     InferenceStatistics* statistics,
+                     DeadReluMonitor* relu_monitor)
+    : options_(options),
+      layer_(std::move(layer)),
+      statistics_(statistics),
+      relu_monitor_(relu_monitor) {
   for (int i = 0; i < options_.compute_threads; ++i) {
     workers_.emplace_back([this] { WorkerLoop(); });
   }
@@ -155,16 +167,23 @@ void Scheduler::Run(Batch& batch) {
 absl::Status Scheduler::RunAlone(InferJob& job) {
   // Inputs and outputs are the messages' own bytes: no copies.
   const ValidatedInferRequest& request = job.validated;
+  float* y = job.y;
+  if (y == nullptr && relu_monitor_ != nullptr) {
+    y = LocalActivations(
+        static_cast<size_t>(request.batch * layer_->out_features()));
+  }
   const Clock::time_point start = Clock::now();
   const absl::Status status =
       request.NeedsBackward()
           ? layer_->ForwardBackward(request.batch, request.x, request.grad_y,
-                                    request.input_precision, job.y,
-                                    job.gradients)
+                                    request.input_precision, y, job.gradients)
           : layer_->Forward(request.batch, request.x, request.input_precision,
-                            job.y);
+                            y);
   const Clock::time_point computed = Clock::now();
-  if (status.ok()) ConvertOutputs(job);
+  if (status.ok()) {
+    if (relu_monitor_ != nullptr) relu_monitor_->Observe(y, request.batch);
+    ConvertOutputs(job);
+  }
   job.phases.compute_infer = Since(start, computed);
   job.phases.compute_output = Since(computed, Clock::now());
   statistics_->RecordExecution(request.batch, Nanoseconds(0),
@@ -198,6 +217,7 @@ void Scheduler::RunMerged(Batch& batch) {
       layer_->Forward(rows, buffers.x.data(), precision, buffers.y.data());
   const Clock::time_point computed = Clock::now();
   const float* y = buffers.y.data();
+  if (status.ok() && relu_monitor_ != nullptr) relu_monitor_->Observe(y, rows);
   for (const auto& job : batch) {
     const size_t count = static_cast<size_t>(job->validated.batch * m);
     if (status.ok() && job->y != nullptr) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "server/core/linear_relu.h"
+#include "server/service/dead_relu_monitor.h"
 #include "server/service/infer_job.h"
 #include "server/service/statistics.h"
 
@@ -40,8 +41,11 @@ class Scheduler {
     int64_t max_batch_rows = 4096;
   };
 
+  // `relu_monitor` (may be null: monitoring off) sees every successful
+  // execution's outputs; both pointers outlive the scheduler.
   Scheduler(const Options& options, std::shared_ptr<const LinearRelu> layer,
-            InferenceStatistics* statistics);
+            InferenceStatistics* statistics,
+            DeadReluMonitor* relu_monitor = nullptr);
   // Finishes the batches being computed, answers jobs still queued with
   // UNAVAILABLE and joins the compute threads.
   ~Scheduler();
@@ -69,6 +73,7 @@ class Scheduler {
   const Options options_;
   const std::shared_ptr<const LinearRelu> layer_;
   InferenceStatistics* const statistics_;
+  DeadReluMonitor* const relu_monitor_;
 
   std::mutex mutex_;
   std::condition_variable queued_;

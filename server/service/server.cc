@@ -110,9 +110,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   std::unique_ptr<Server> server(new Server());
   server->options_ = std::move(options);
   const ModelConfig& model = server->options_.model;
+  InferenceMonitoring monitoring;
+  monitoring.dead_relu = server->options_.dead_relu;
+  if (!server->options_.access_log.empty()) {
+    absl::StatusOr<std::unique_ptr<AccessLog>> log = AccessLog::Open(
+        server->options_.access_log, server->options_.access_log_json);
+    if (!log.ok()) return log.status();
+    server->access_log_ = *std::move(log);
+    monitoring.access_log = server->access_log_.get();
+  }
   server->service_ = std::make_unique<InferenceService>(
       model, std::move(layer), server->options_.scheduling,
-      server->options_.limits);
+      server->options_.limits, monitoring);
   server->max_receive_bytes_ = MaxReceiveBytes(model);
   server->max_send_bytes_ = MaxSendBytes(model);
 
@@ -154,12 +163,33 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.AddListeningPort(requested, grpc::InsecureServerCredentials(),
                            &server->port_);
   builder.RegisterService(server->service_.get());
+  if (o.metrics_port >= 0) {
+    std::vector<
+        std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
+    interceptors.push_back(MakeCallCountingInterceptorFactory(&server->calls_));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
   GrpcLogCapture bind_log;
   server->grpc_server_ = builder.BuildAndStart();
   if (server->grpc_server_ == nullptr || server->port_ == 0) {
     return BindError(requested, server->options_.port, bind_log.Take());
   }
   server->health_ = server->grpc_server_->GetHealthCheckService();
+  if (o.metrics_port >= 0) {
+    Server* raw = server.get();
+    absl::StatusOr<std::unique_ptr<MetricsEndpoint>> metrics =
+        MetricsEndpoint::Start(o.metrics_host.empty() ? o.host : o.metrics_host,
+                               o.metrics_port,
+                               [raw] { return raw->RenderMetrics(); });
+    if (!metrics.ok()) {
+      server->grpc_server_->Shutdown(std::chrono::system_clock::now());
+      server->grpc_server_->Wait();
+      server->grpc_server_.reset();
+      return metrics.status();
+    }
+    server->metrics_ = *std::move(metrics);
+  }
   server->health_->SetServingStatus(true);
   Server* raw = server.get();
   SetGrpcListenerFailureHandler([raw](const std::string& grpc_message) {
@@ -193,6 +223,10 @@ __attribute__((no_sanitize("vptr"))) void Server::OnListenerFailure(
 
 std::string Server::address() const { return HostPort(options_.host, port_); }
 
+std::string Server::RenderMetrics() const {
+  return reluserve::RenderMetrics({service_->Metrics()}, calls_);
+}
+
 void Server::Shutdown(std::chrono::system_clock::time_point deadline) {
   std::call_once(shutdown_once_, [&] {
     if (grpc_server_ == nullptr) return;  // never started
@@ -219,6 +253,8 @@ void Server::Shutdown(std::chrono::system_clock::time_point deadline) {
     grpc_server_->Shutdown(std::min(
         deadline, std::chrono::system_clock::now() + options_.idle_call_grace));
     grpc_server_->Wait();
+    // Last: a scrape during the drain still sees the server.
+    if (metrics_ != nullptr) metrics_->Stop();
   });
 }
 

@@ -10,7 +10,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "server/core/linear_relu.h"
+#include "server/service/access_log.h"
+#include "server/service/grpc_call_metrics.h"
 #include "server/service/inference_service.h"
+#include "server/service/metrics_endpoint.h"
 #include "server/service/model_config.h"
 #include "server/service/scheduler.h"
 
@@ -37,6 +40,16 @@ class Server {
     Scheduler::Options scheduling;
     // Stream and memory bounds; max_send_bytes 0 is MaxSendBytes(model).
     InferenceLimits limits;
+    // GET /metrics (Prometheus) on metrics_host (empty: `host`) and
+    // metrics_port; 0 picks a free port, -1 turns the endpoint (and the
+    // counting of gRPC calls) off.
+    std::string metrics_host;
+    int metrics_port = -1;
+    DeadReluMonitor::Options dead_relu;  // window_rows 0: off
+    // One line per inference request to this file ("-": standard output);
+    // empty: no access log.
+    std::string access_log;
+    bool access_log_json = false;
     // A connection with no call for this long is closed (GOAWAY), so idle
     // connections cannot hold file descriptors for ever; 0 keeps them.
     std::chrono::milliseconds max_connection_idle{300000};
@@ -64,6 +77,12 @@ class Server {
 
   // The port actually bound.
   int port() const { return port_; }
+  // The metrics endpoint's port; 0 when it is off.
+  int metrics_port() const {
+    return metrics_ == nullptr ? 0 : metrics_->port();
+  }
+  // What GET /metrics answers.
+  std::string RenderMetrics() const;
   // "host:port" as a client would dial it.
   std::string address() const;
   // The largest request and response the server accepts and sends.
@@ -85,8 +104,11 @@ class Server {
   int port_ = 0;
   int max_receive_bytes_ = 0;
   int max_send_bytes_ = 0;
+  std::unique_ptr<AccessLog> access_log_;
   std::unique_ptr<InferenceService> service_;
+  GrpcCallCounter calls_;
   std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<MetricsEndpoint> metrics_;
   std::once_flag shutdown_once_;
   std::atomic<bool> listener_failed_{false};
   grpc::HealthCheckServiceInterface* health_ = nullptr;  // grpc_server_'s

@@ -17,9 +17,12 @@ is not run; the reason is printed. Other languages' blocks are not run.
 
 The scripts run in an empty temporary directory in which `build/release`
 links to the build tree under test (so the asan pass runs its own binaries)
-and `scripts`, `docs` link to the source tree; files the commands write land
+and `scripts`, `docs`, `docker`, `tests` link to the source tree; files the commands write land
 there or under /tmp as the documents say. RELUSERVE_TARGET points the
-clients at the test's server, whose port is chosen by the kernel.
+clients at the test's server, whose port is chosen by the kernel; its
+metrics endpoint is on the default port, 8002, as the documents' `curl`
+commands expect (no other test uses that port: their servers turn the
+endpoint off or pick a free port).
 """
 
 import sys
@@ -28,6 +31,7 @@ sys.dont_write_bytecode = True
 
 import argparse  # noqa: E402
 import os  # noqa: E402
+import shlex  # noqa: E402
 import pathlib  # noqa: E402
 import re  # noqa: E402
 import subprocess  # noqa: E402
@@ -91,7 +95,7 @@ class DocCommandsTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.server = sp.ServerProcess(ARGS.server)
+        cls.server = sp.ServerProcess(ARGS.server, ["--metrics-port", 8002])
         cls.server.start()
 
     @classmethod
@@ -136,7 +140,7 @@ class DocCommandsTest(unittest.TestCase):
             for command in text.splitlines():
                 if command.strip() and not command.lstrip().startswith("#"):
                     commands += 1
-                    script.append(f"echo '$ {command.strip()}' >&2")
+                    script.append(f"echo {shlex.quote('$ ' + command.strip())} >&2")
                 script.append(command)
         if commands == 0:
             return 0
@@ -144,7 +148,7 @@ class DocCommandsTest(unittest.TestCase):
             os.makedirs(os.path.join(work, "build"))
             os.symlink(os.path.realpath(ARGS.build_dir),
                        os.path.join(work, "build", "release"))
-            for name in ("scripts", "docs"):
+            for name in ("scripts", "docs", "docker", "tests"):
                 os.symlink(os.path.join(os.path.realpath(ARGS.source_dir), name),
                            os.path.join(work, name))
             env = sp.loopback_env({"RELUSERVE_TARGET": self.server.target})

@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -51,6 +52,14 @@ def loopback_env(extra=None):
     return env
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (for listeners,
+    such as the metrics endpoint, whose chosen port is not otherwise known)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
 def _die_with_parent():
     """preexec_fn: the child gets SIGKILL if the test process dies (e.g. a
     ctest TIMEOUT kill), so no server outlives its test."""
@@ -83,8 +92,12 @@ class ServerProcess:
                  env=None, open_files=None):
         self.binary = str(binary)
         extra_env = shlex.split(os.environ.get("RELUSERVE_SERVER_EXTRA_ARGS", ""))
-        self.argv = [self.binary, "--host", LOOPBACK, "--port", "0",
-                     *[str(a) for a in extra_args], *extra_env]
+        extra_args = [str(a) for a in extra_args]
+        # The metrics endpoint's default port (8002) would be shared by every
+        # test server running at once: off unless a test asks for it.
+        metrics = [] if "--metrics-port" in extra_args else ["--metrics-port", "0"]
+        self.argv = [self.binary, "--host", LOOPBACK, "--port", "0", *metrics,
+                     *extra_args, *extra_env]
         self.startup_timeout = float(startup_timeout)
         self.shutdown_timeout = float(shutdown_timeout)
         self.env = loopback_env(env)

@@ -12,9 +12,11 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "grpc_service.grpc.pb.h"
@@ -107,19 +109,30 @@ class ServiceTest : public ::testing::TestWithParam<Scheduling> {
  protected:
   void StartServer(int64_t in_features, int64_t out_features,
                    int64_t max_batch = 4096) {
-    weights_ = MakeDefaultWeights(in_features, out_features, 5);
-    weights_.bias = RandomValues(out_features, 6);
+    LinearWeights weights = MakeDefaultWeights(in_features, out_features, 5);
+    weights.bias = RandomValues(out_features, 6);
+    StartServer(std::move(weights), [max_batch](Server::Options& options) {
+      options.model.max_batch = max_batch;
+      options.scheduling.max_batch_rows = max_batch;
+    });
+  }
+
+  // `configure` may change the options before the server starts.
+  void StartServer(LinearWeights weights,
+                   const std::function<void(Server::Options&)>& configure) {
+    weights_ = std::move(weights);
     absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
         LinearRelu::Create(weights_);
     if (!layer.ok()) throw std::runtime_error(layer.status().ToString());
     Server::Options options;
     options.host = "127.0.0.1";
     options.port = 0;
-    options.model.in_features = in_features;
-    options.model.out_features = out_features;
-    options.model.max_batch = max_batch;
+    options.model.in_features = weights_.in_features;
+    options.model.out_features = weights_.out_features;
+    options.model.max_batch = 4096;
     options.scheduling = GetParam().options;
-    options.scheduling.max_batch_rows = max_batch;
+    options.scheduling.max_batch_rows = 4096;
+    if (configure) configure(options);
     absl::StatusOr<std::unique_ptr<Server>> server =
         Server::Start(options, std::move(*layer));
     if (!server.ok()) throw std::runtime_error(server.status().ToString());
