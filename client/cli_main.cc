@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "client/channel_flags.h"
 #include "client/client.h"
 #include "client/npy.h"
 #include "client/stats.h"
@@ -60,7 +61,8 @@ struct InferFlags {
 void AddCommonFlags(CLI::App& command, CommonFlags& flags) {
   command
       .add_option("--target", flags.options.target,
-                  "Server address (environment: RELUSERVE_TARGET)")
+                  "Server address, or several as ipv4:HOST:PORT,HOST:PORT,... "
+                  "(environment: RELUSERVE_TARGET)")
       ->type_name("HOST:PORT")
       ->envname("RELUSERVE_TARGET")
       ->capture_default_str();
@@ -79,6 +81,7 @@ void AddCommonFlags(CLI::App& command, CommonFlags& flags) {
       ->type_name("MS")
       ->check(CLI::Range(int64_t{0}, int64_t{24} * 3600 * 1000))
       ->capture_default_str();
+  AddChannelFlags(command, flags.options.channel);
   command.footer(kExitStatusFooter);
 }
 

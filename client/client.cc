@@ -1,16 +1,12 @@
 #include "client/client.h"
 
 #include <algorithm>
-#include <climits>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/client_context.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
-#include "grpcpp/support/channel_arguments.h"
 
 // The wire format is little-endian; tensors are copied to and from it as is.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -98,21 +94,12 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 }
 
 Client::Client(ClientOptions options)
-    : Client(options, CreateChannel(options.target)) {}
+    : Client(options, CreateClientChannel(options.target, options.channel)) {}
 
 Client::Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
     : options_(std::move(options)),
       channel_(std::move(channel)),
       stub_(inference::GRPCInferenceService::NewStub(channel_)) {}
-
-std::shared_ptr<grpc::Channel> Client::CreateChannel(
-    const std::string& target) {
-  grpc::ChannelArguments arguments;
-  arguments.SetMaxSendMessageSize(INT_MAX);
-  arguments.SetMaxReceiveMessageSize(INT_MAX);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
-                                   arguments);
-}
 
 absl::Status Client::WaitForConnection(
     std::chrono::milliseconds timeout) const {

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "client/channel.h"
 #include "client/tensor.h"
 #include "grpc_service.grpc.pb.h"
 #include "grpc_service.pb.h"
@@ -18,8 +19,11 @@
 namespace reluserve {
 
 struct ClientOptions {
-  // host:port, or any gRPC target URI.
+  // host:port, or any gRPC target URI, e.g. ipv4:127.0.0.1:8001,127.0.0.1:8002
+  // for several servers (round_robin over them, ChannelOptions).
   std::string target = "127.0.0.1:8001";
+  // Retries on UNAVAILABLE and load balancing of the channel Client opens.
+  ChannelOptions channel;
   // Applies to each RPC separately; zero or less means no deadline.
   std::chrono::milliseconds deadline{30000};
   std::string model_name = "linear_relu";
@@ -74,16 +78,12 @@ struct InferResult {
 // of the same name and the server's message kept unchanged.
 class Client {
  public:
-  // Connects lazily: the first RPC opens the connection.
+  // Connects lazily: the first RPC opens the connection. The channel is
+  // CreateClientChannel(options.target, options.channel).
   explicit Client(ClientOptions options);
-  // Uses `channel` instead of opening one (tests, in-process servers).
+  // Uses `channel` instead of opening one (tests, in-process servers);
+  // options.channel does not apply then.
   Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel);
-
-  // An insecure channel to `target` whose message size limits are lifted to
-  // INT32_MAX both ways (as Python tritonclient does), so large batches are
-  // not cut off at gRPC's 4 MiB default.
-  static std::shared_ptr<grpc::Channel> CreateChannel(
-      const std::string& target);
 
   const ClientOptions& options() const { return options_; }
 

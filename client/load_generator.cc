@@ -1,7 +1,6 @@
 #include "client/load_generator.h"
 
 #include <algorithm>
-#include <climits>
 #include <memory>
 #include <utility>
 
@@ -10,11 +9,7 @@
 #include "client/client.h"
 #include "client/load_driver.h"
 #include "client/load_step.h"
-#include "grpc/grpc.h"
-#include "grpcpp/create_channel.h"
 #include "grpcpp/generic/generic_stub.h"
-#include "grpcpp/security/credentials.h"
-#include "grpcpp/support/channel_arguments.h"
 
 namespace reluserve {
 namespace {
@@ -68,24 +63,11 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
   for (double rate : options.rates) {
     checks.push_back(Range("rate", rate, 1e-3, 1e6));
   }
+  checks.push_back(ValidateChannelOptions(options.channel));
   for (const absl::Status& status : checks) {
     if (!status.ok()) return status;
   }
   return absl::OkStatus();
-}
-
-std::shared_ptr<grpc::Channel> CreateLoadChannel(const std::string& target,
-                                                 int index) {
-  grpc::ChannelArguments arguments;
-  arguments.SetMaxSendMessageSize(INT_MAX);
-  arguments.SetMaxReceiveMessageSize(INT_MAX);
-  arguments.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
-  // Each channel its own subchannel pool and distinct arguments: its own
-  // TCP connection, not one shared by all channels to the target.
-  arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  arguments.SetInt("reluserve.load_channel", index);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
-                                   arguments);
 }
 
 LoadGenerator::LoadGenerator(LoadOptions options)
@@ -115,8 +97,12 @@ absl::StatusOr<std::vector<StepResult>> LoadGenerator::Run(
 
   auto transport = std::make_shared<load_internal::Transport>();
   transport->timeout = options_.timeout;
+  ChannelOptions channel = options_.channel;
+  channel.http_proxy = false;
   for (int i = 0; i < options_.channels; ++i) {
-    transport->channels.push_back(CreateLoadChannel(options_.target, i));
+    channel.connection_index = i;
+    transport->channels.push_back(
+        CreateClientChannel(options_.target, channel));
     transport->stubs.push_back(
         std::make_unique<grpc::GenericStub>(transport->channels.back()));
   }

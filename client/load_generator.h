@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "client/channel.h"
 #include "client/load_backoff.h"
 #include "client/load_stats.h"
 #include "client/load_wire.h"
-#include "grpcpp/channel.h"
 
 namespace reluserve {
 
@@ -30,8 +30,14 @@ inline constexpr std::chrono::milliseconds kLoadLateAfter{1};
 inline constexpr double kLoadServerGoneAfterS = 1.5;
 
 struct LoadOptions {
-  // host:port or any gRPC target URI. Never reached through an HTTP proxy.
+  // host:port or any gRPC target URI (an ipv4: list of several addresses is
+  // balanced round robin). Never reached through an HTTP proxy.
   std::string target = "127.0.0.1:8001";
+  // gRPC's retry policy and load balancing of every channel (its
+  // http_proxy and connection_index are set by Run()). A call is retried
+  // inside gRPC while it gets UNAVAILABLE, up to channel.max_attempts; only
+  // its last answer reaches the step, which then backs off (`backoff`).
+  ChannelOptions channel;
   std::string model_name = "linear_relu";
   std::string model_version;  // empty: the server's choice
 
@@ -67,9 +73,9 @@ struct LoadOptions {
   // How long Run() waits for every channel to connect before it gives up
   // (Unavailable, nothing measured).
   std::chrono::milliseconds connect_timeout{1000};
-  // After an UNAVAILABLE answer: closed loop, the in-flight slot waits this
-  // backoff before its next request; open loop, arrivals are held back
-  // (counted as dropped) for it.
+  // After an UNAVAILABLE answer (gRPC's retries, if any, spent): closed
+  // loop, the in-flight slot waits this backoff before its next request;
+  // open loop, arrivals are held back (counted as dropped) for it.
   BackoffPolicy backoff;
   // Only UNAVAILABLE answers for this long: the server went away; the step
   // stops and no further step runs.
@@ -173,12 +179,6 @@ class LoadGenerator {
 
 // The checks Run() starts with.
 absl::Status ValidateLoadOptions(const LoadOptions& options);
-
-// An insecure channel to `target` with message limits lifted to INT32_MAX,
-// no HTTP proxy, and its own subchannel pool: channels with distinct
-// `index` never share a connection.
-std::shared_ptr<grpc::Channel> CreateLoadChannel(const std::string& target,
-                                                 int index);
 
 }  // namespace reluserve
 

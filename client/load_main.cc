@@ -14,6 +14,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "client/channel_flags.h"
 #include "client/load_generator.h"
 #include "client/load_report.h"
 #include "common/command_line.h"
@@ -46,6 +47,8 @@ int FailOutput(const absl::Status& status) {
 // defaults below.
 static_assert(kLoadLateAfter == std::chrono::milliseconds(1));
 static_assert(kLoadServerGoneAfterS == 1.5);
+static_assert(kRetryInitialBackoffS == 0.05 && kRetryBackoffMultiplier == 2 &&
+              kRetryMaxBackoffS >= 0.4 && kMaxCallAttempts == 5);
 static_assert(BackoffPolicy{}.initial == std::chrono::milliseconds(50) &&
               BackoffPolicy{}.multiplier == 1.6 &&
               BackoffPolicy{}.max == std::chrono::milliseconds(1000) &&
@@ -68,17 +71,25 @@ std::string Footer() {
          "The CSV and JSON reports carry the same counts under the same "
          "names.\n"
          "\n"
-         "After an UNAVAILABLE answer the next request waits, as gRPC's retry "
-         "policy does:\n"
-         "50 ms, x1.6 for each UNAVAILABLE in a row, at most 1 s, +-20% jitter "
-         "(closed\n"
-         "loop: per in-flight slot; open loop: arrivals are held back). When "
-         "only\n"
+         "UNAVAILABLE, two layers: gRPC's retry policy first sends the call "
+         "again, up to\n"
+         "--max-attempts in all, 50, 100, 200, 400 ms apart (+-20%), to the "
+         "next address\n"
+         "with --lb-policy round_robin; the latency counts them, the errors "
+         "do not. When\n"
+         "every attempt got UNAVAILABLE, the request counts as an error and "
+         "the next one\n"
+         "waits: 50 ms, x1.6 for each such error in a row, at most 1 s, +-20% "
+         "jitter\n"
+         "(closed loop: per in-flight slot; open loop: arrivals are held "
+         "back). When only\n"
          "UNAVAILABLE answers come for 1.5 s, the server went away: the step "
          "stops\n"
          "(\"server went away at t=... s\", since the first step began) and "
          "later steps\n"
-         "are skipped.\n"
+         "are skipped. Stream messages answered with an error_message are "
+         "never retried\n"
+         "by gRPC (the stream has answered).\n"
          "\n"
          "Exit status:\n"
          "  0  every step measured and every request succeeded\n"
@@ -149,7 +160,8 @@ int Main(int argc, char** argv) {
   AddVersionFlag(app, kBinary);
 
   app.add_option("--target", options.target,
-                 "Server address (environment: RELUSERVE_TARGET)")
+                 "Server address, or several as ipv4:HOST:PORT,HOST:PORT,... "
+                 "(environment: RELUSERVE_TARGET)")
       ->type_name("HOST:PORT")
       ->envname("RELUSERVE_TARGET")
       ->capture_default_str();
@@ -224,6 +236,7 @@ int Main(int argc, char** argv) {
       ->type_name("MS")
       ->check(CLI::Range(int64_t{1}, int64_t{86400000}))
       ->capture_default_str();
+  AddChannelFlags(app, options.channel);
   app.add_option("--seed", options.seed, "Seed of the random tensors")
       ->capture_default_str();
   app.add_option("--global-timeout", options.global_timeout_s,

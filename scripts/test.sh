@@ -13,9 +13,12 @@
 #                                    --preset for several)
 #
 # Other arguments go to ctest unchanged. RELUSERVE_SKIP_ASAN=1 drops the asan
-# pass from a full run.
+# pass from a full run. A full run (no arguments) ends with
+# scripts/docker-test.sh, the container image and compose stack;
+# RELUSERVE_SKIP_DOCKER=1 drops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+full_run=$(($# == 0))
 scripts/check-core-isolation.sh
 
 presets=()
@@ -57,3 +60,8 @@ for preset in "${presets[@]}"; do
   echo "=== $preset: test"
   ctest --preset "$preset" --timeout 300 -j "$(nproc)" "${ctest_args[@]}"
 done
+
+if [ "$full_run" = 1 ] && [ "${RELUSERVE_SKIP_DOCKER:-0}" != 1 ]; then
+  echo "=== docker: image, compose stack, failover (scripts/docker-test.sh)"
+  scripts/docker-test.sh
+fi

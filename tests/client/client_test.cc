@@ -22,10 +22,9 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "grpc_service.grpc.pb.h"
-#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
-#include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
+#include "tests/support/loopback_server.h"
 
 namespace reluserve {
 namespace {
@@ -145,14 +144,7 @@ class FakeService final : public inference::GRPCInferenceService::Service {
 class ClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    grpc::ServerBuilder builder;
-    // Bind 127.0.0.1:0 without SO_REUSEPORT, so no other server shares it.
-    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port_);
-    builder.SetMaxReceiveMessageSize(64 << 20);
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
+    server_ = testing::StartOnLoopback(&service_, &port_);
     ASSERT_NE(server_, nullptr);
     ASSERT_GT(port_, 0);
   }

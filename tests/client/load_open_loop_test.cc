@@ -1,7 +1,7 @@
 // LoadGenerator's open loop against an in-process fake GRPCInferenceService
 // on 127.0.0.1 (tests/support/load_testing.h): the schedule, durations and
-// drops; then both loops' backoff after UNAVAILABLE and a server that went
-// away.
+// drops; then both loops' backoff after UNAVAILABLE (gRPC's retries off) and
+// a server that went away; and gRPC's retries in front of that backoff.
 
 #include <chrono>
 #include <vector>
@@ -95,6 +95,7 @@ TEST_F(LoadGeneratorTest, ClosedLoopBacksOffAfterUnavailable) {
   // requests in a second.
   service_.unavailable_all = true;
   LoadOptions options = Options();
+  options.channel.max_attempts = 1;  // reluserve-load's own backoff alone
   options.concurrency = {2};
   options.duration_s = 1.0;
   options.server_gone_after_s = 3600;  // only the backoff here
@@ -112,6 +113,7 @@ TEST_F(LoadGeneratorTest, RetriesAfterUnavailableAreCountedRequests) {
   for (bool stream : {false, true}) {
     service_.unavailable_first = 5;
     LoadOptions options = Options();
+    options.channel.max_attempts = 1;  // reluserve-load's own backoff alone
     options.stream = stream;
     options.concurrency = {1};
     options.requests = 20;
@@ -134,6 +136,7 @@ TEST_F(LoadGeneratorTest, ServerAnsweringOnlyUnavailableHasGoneAway) {
   service_.unavailable_all = true;
   for (bool stream : {false, true}) {
     LoadOptions options = Options();
+    options.channel.max_attempts = 1;  // reluserve-load's own backoff alone
     options.stream = stream;
     options.concurrency = {4, 8};
     options.duration_s = 30;
@@ -158,6 +161,7 @@ TEST_F(LoadGeneratorTest, ServerAnsweringOnlyUnavailableHasGoneAway) {
 TEST_F(LoadGeneratorTest, OpenLoopHoldsArrivalsBackAfterUnavailable) {
   service_.unavailable_all = true;
   LoadOptions options = Options();
+  options.channel.max_attempts = 1;  // reluserve-load's own backoff alone
   options.rates = {1000};
   options.arrivals = Arrivals::kConstant;
   options.duration_s = 1.0;
@@ -178,6 +182,7 @@ TEST_F(LoadGeneratorTest, OpenLoopHoldsArrivalsBackAfterUnavailable) {
 TEST_F(LoadGeneratorTest, OpenLoopServerGoneStopsTheSweep) {
   service_.unavailable_all = true;
   LoadOptions options = Options();
+  options.channel.max_attempts = 1;  // reluserve-load's own backoff alone
   options.rates = {500, 1000};
   options.duration_s = 30;
   options.server_gone_after_s = 0.5;
@@ -189,6 +194,35 @@ TEST_F(LoadGeneratorTest, OpenLoopServerGoneStopsTheSweep) {
   // About 5 gate openings in 0.5 s, a few Poisson arrivals each (250
   // without the gate).
   EXPECT_LE(service_.infer_calls, 60);
+}
+
+TEST_F(LoadGeneratorTest, GrpcRetriesComeBeforeTheStepsOwnBackoff) {
+  // 5 attempts a call (the default): gRPC resends each UNAVAILABLE call and
+  // the step sees only successes. 2 attempts: 4 UNAVAILABLE answers are 2
+  // failed requests (then the slot's own backoff, then successes).
+  struct Case {
+    int unavailable;
+    int attempts;
+    int64_t errors;
+  };
+  for (const Case& c : {Case{3, 5, 0}, Case{4, 2, 2}}) {
+    service_.infer_calls = 0;
+    service_.unavailable_first = c.unavailable;
+    LoadOptions options = Options();
+    options.channel.max_attempts = c.attempts;
+    options.concurrency = {1};
+    options.requests = 10;
+    const std::vector<StepResult> steps = Run(options);
+    ASSERT_EQ(steps.size(), 1u);
+    EXPECT_EQ(steps[0].requests, 10) << c.attempts;
+    EXPECT_EQ(steps[0].errors, c.errors) << c.attempts;
+    EXPECT_EQ(steps[0].successes, 10 - c.errors) << c.attempts;
+    EXPECT_EQ(service_.infer_calls, c.unavailable + 10 - c.errors);
+    // With 5 attempts one request waited 50 + 100 + 200 ms (-20% at most).
+    if (c.errors == 0) {
+      EXPECT_GE(steps[0].latency_ms.max, 280);
+    }
+  }
 }
 
 }  // namespace

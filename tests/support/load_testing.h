@@ -18,10 +18,9 @@
 #include "absl/status/statusor.h"
 #include "client/load_generator.h"
 #include "grpc_service.grpc.pb.h"
-#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
-#include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
+#include "tests/support/loopback_server.h"
 
 namespace reluserve::testing {
 
@@ -193,12 +192,7 @@ class FakeService final : public inference::GRPCInferenceService::Service {
 class LoadGeneratorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    grpc::ServerBuilder builder;
-    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port_);
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
+    server_ = StartOnLoopback(&service_, &port_);
     ASSERT_NE(server_, nullptr);
     ASSERT_GT(port_, 0);
   }
