@@ -24,7 +24,7 @@
 
 #include "common/command_line.h"
 #include "grpc_service.grpc.pb.h"
-#include "server/service/allocator_tuning.h"
+#include "common/allocator_tuning.h"
 #include "server/service/model_config.h"
 #include "server/service/ordered_stream.h"
 #include "server/service/server.h"

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/tensor.h"
+#include "common/bfloat16.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/wire_format_lite.h"
 #include "grpcpp/support/proto_buffer_reader.h"
@@ -91,30 +92,10 @@ const char* WireTypeName(WireType type) {
   return type == WireType::kBf16 ? "BF16" : "FP32";
 }
 
-uint16_t FloatToBf16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof(bits));
-  if ((bits & 0x7fffffffu) > 0x7f800000u) {
-    // NaN: truncating could clear every mantissa bit left and make it Inf.
-    return static_cast<uint16_t>((bits >> 16) | 0x0040u);
-  }
-  // Round to nearest even: add 0x7fff plus the lowest kept bit; a carry into
-  // the exponent is the correct rounding (up to Inf for the largest values).
-  const uint32_t lsb = (bits >> 16) & 1u;
-  return static_cast<uint16_t>((bits + 0x7fffu + lsb) >> 16);
-}
-
-float Bf16ToFloat(uint16_t bits) {
-  const uint32_t wide = static_cast<uint32_t>(bits) << 16;
-  float value;
-  std::memcpy(&value, &wide, sizeof(value));
-  return value;
-}
-
 std::string Bf16Bytes(const std::vector<float>& values) {
   std::string bytes(values.size() * 2, '\0');
   for (size_t i = 0; i < values.size(); ++i) {
-    const uint16_t half = FloatToBf16(values[i]);
+    const uint16_t half = ToBfloat16(values[i]);
     std::memcpy(&bytes[2 * i], &half, sizeof(half));
   }
   return bytes;

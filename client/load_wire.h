@@ -21,12 +21,6 @@ enum class WireType { kFp32, kBf16 };
 // "FP32" or "BF16", the Open Inference Protocol datatype names.
 const char* WireTypeName(WireType type);
 
-// The bfloat16 nearest to `value` (round to nearest, ties to even), as its
-// bit pattern. NaN stays NaN (quiet, sign kept); +-Inf stay Inf; finite values
-// above the largest bfloat16 round to Inf as IEEE rounding does.
-uint16_t FloatToBf16(float value);
-float Bf16ToFloat(uint16_t bits);
-
 // `values` as raw little-endian bfloat16 bytes, 2 per element.
 std::string Bf16Bytes(const std::vector<float>& values);
 

@@ -5,7 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/core/normal_random.h"
+#include "common/normal_random.h"
 
 namespace reluserve {
 

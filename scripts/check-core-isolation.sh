@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# The compute core must not depend on gRPC or protobuf (docs/architecture.md,
-# "Who may include whom").
+# The library boundaries that includes could cross (docs/architecture.md,
+# "Who may include or link whom"): the compute core depends on no gRPC or
+# protobuf, and neither the client nor common/ reaches into server/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if grep -rnE '#include *[<"](grpc|grpcpp|google/protobuf)|\.pb\.h[">]' server/core; then
   echo "check-core-isolation: server/core includes gRPC/protobuf headers (above)" >&2
   exit 1
 fi
-echo "check-core-isolation: server/core is free of gRPC and protobuf"
+if grep -rnE '#include *"server/' client common; then
+  echo "check-core-isolation: client/ or common/ includes from server/ (above);" \
+    "what both sides need belongs in common/" >&2
+  exit 1
+fi
+echo "check-core-isolation: server/core is free of gRPC and protobuf;" \
+  "client/ and common/ include nothing from server/"

@@ -16,7 +16,7 @@
 #include "server/core/linear_relu.h"
 #include "server/core/weights.h"
 #include "server/server_flags.h"
-#include "server/service/allocator_tuning.h"
+#include "common/allocator_tuning.h"
 #include "server/service/grpc_logging.h"
 #include "server/service/log_format.h"
 #include "server/service/process_limits.h"

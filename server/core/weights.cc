@@ -23,7 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
-#include "server/core/normal_random.h"
+#include "common/normal_random.h"
 
 // safetensors stores little-endian IEEE-754 data, which we read as is.
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__

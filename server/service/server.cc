@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/host_port.h"
 #include "server/service/grpc_logging.h"
 #include "server/service/inference_service.h"
 #include "spdlog/spdlog.h"
@@ -63,14 +64,6 @@ absl::Status BindError(const std::string& address, int port,
 }
 
 }  // namespace
-
-std::string HostPort(const std::string& host, int port) {
-  // IPv6 literals need brackets in a gRPC address.
-  const bool bare_ipv6 =
-      host.find(':') != std::string::npos && host.front() != '[';
-  return bare_ipv6 ? absl::StrCat("[", host, "]:", port)
-                   : absl::StrCat(host, ":", port);
-}
 
 absl::Status CheckMessageLimits(const ModelConfig& model) {
   // The larger of the two messages per row and per model, as MaxSendBytes.

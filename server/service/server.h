@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/host_port.h"
 #include "server/core/linear_relu.h"
 #include "server/service/access_log.h"
 #include "server/service/grpc_call_metrics.h"
@@ -113,9 +114,6 @@ class Server {
   std::atomic<bool> listener_failed_{false};
   grpc::HealthCheckServiceInterface* health_ = nullptr;  // grpc_server_'s
 };
-
-// "host:port" for gRPC, with brackets around an IPv6 literal.
-std::string HostPort(const std::string& host, int port);
 
 // InvalidArgument, naming the largest batch that fits, when the messages
 // for `model`'s largest batch would exceed gRPC's 2 GiB message limit.

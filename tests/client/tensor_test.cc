@@ -37,7 +37,7 @@ TEST(RandomNormalTensorTest, SameSeedSameValuesOtherSeedOther) {
 }
 
 TEST(RandomNormalTensorTest, MatchesAnIndependentImplementation) {
-  // std::mt19937_64(0) and Box-Muller (server/core/normal_random.h)
+  // std::mt19937_64(0) and Box-Muller (common/normal_random.h)
   // re-implemented in plain Python.
   absl::StatusOr<Tensor> t = RandomNormalTensor({5}, 0);
   ASSERT_TRUE(t.ok());

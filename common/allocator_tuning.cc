@@ -1,4 +1,4 @@
-#include "server/service/allocator_tuning.h"
+#include "common/allocator_tuning.h"
 
 #include <malloc.h>
 

@@ -1,5 +1,5 @@
-#ifndef RELUSERVE_SERVER_CORE_NORMAL_RANDOM_H_
-#define RELUSERVE_SERVER_CORE_NORMAL_RANDOM_H_
+#ifndef RELUSERVE_COMMON_NORMAL_RANDOM_H_
+#define RELUSERVE_COMMON_NORMAL_RANDOM_H_
 
 #include <cmath>
 #include <cstddef>
@@ -36,4 +36,4 @@ inline void FillNormal(uint64_t seed, double scale, float* values,
 
 }  // namespace reluserve
 
-#endif  // RELUSERVE_SERVER_CORE_NORMAL_RANDOM_H_
+#endif  // RELUSERVE_COMMON_NORMAL_RANDOM_H_
