@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "server/core/naive_reference.h"
+#include "tests/support/naive_reference.h"
 #include "server/core/weights.h"
 #include "tests/support/tensor_testing.h"
 

@@ -65,7 +65,7 @@ LOAD_ARGS = ["--concurrency", "8", "--channels", "2", "--batch", "4",
 SPREAD_S = 2.0  # a run that only spreads
 FAILOVER_S = 5.0  # a run during which a replica is stopped ...
 STOP_AFTER_S = 2.0  # ... this long after reluserve-load started
-LOAD_TIMEOUT_S = 60.0
+LOAD_TIMEOUT_S = 30.0
 NGINX_START_TIMEOUT_S = 10.0
 RPC_TIMEOUT_S = 10.0
 
@@ -163,19 +163,30 @@ class Nginx:
                                 for u in self.upstreams)
             with open(self.conf, "w", encoding="utf-8") as f:
                 f.write(NGINX_CONF.format(dir=self.dir, servers=servers, port=self.port))
+            if os.path.exists(self.error_log):
+                os.remove(self.error_log)  # this attempt's messages only
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                          env=sp.loopback_env(), preexec_fn=sp._die_with_parent)
             deadline = time.monotonic() + NGINX_START_TIMEOUT_S
             while time.monotonic() < deadline and self.proc.poll() is None:
                 if accepts(self.port):
-                    return
+                    # Whoever accepts may be another process that took the
+                    # port after free_port() let it go, while nginx fails to
+                    # bind it: nginx must still run and have said nothing
+                    # fatal.
+                    time.sleep(0.2)
+                    if self.proc.poll() is None and "[emerg]" not in self.log():
+                        return
+                    break
                 time.sleep(0.05)
-            if self.proc.poll() is None:
+            address_taken = "Address already in use" in self.log()
+            if self.proc.poll() is None and not address_taken:
                 self.stop()
                 raise AssertionError(f"nginx did not listen on {self.target} within "
                                      f"{NGINX_START_TIMEOUT_S:.0f} s\n{self.log()}")
-            if "Address already in use" not in self.log():
+            self.stop()  # nginx retries a busy port for 2.5 s: not worth waiting
+            if not address_taken:
                 break
         raise AssertionError(f"nginx exited with {self.proc.returncode}: "
                              f"{shlex.join(self.argv())}\n--- error log ---\n{self.log()}")
@@ -202,6 +213,13 @@ class Nginx:
         return out
 
 
+def progress(message):
+    """A line on stderr at once: if ctest's timeout kills the test, the last
+    line says which phase it was in (unittest's own line for the test waits
+    for its newline until the test ends)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def served(server):
     """Successful inference requests `server` has answered (ModelStatistics),
     or None when it no longer answers."""
@@ -222,12 +240,14 @@ class LoadBalancingTest(unittest.TestCase):
         self.addCleanup(self.tmp.cleanup)
         self.replicas = []
         self.addCleanup(self.stop_replicas)
+        progress(f"starting {REPLICAS} replicas")
         for _ in range(REPLICAS):
             server = sp.ServerProcess(ARGS.server, SERVER_ARGS)
             self.replicas.append(server)
             server.start()
 
     def stop_replicas(self):
+        progress("stopping the replicas")
         for server in self.replicas:
             server.stop(expect_code=None)
 
@@ -247,7 +267,11 @@ class LoadBalancingTest(unittest.TestCase):
         except subprocess.TimeoutExpired:
             proc.kill()
             stdout, stderr = proc.communicate(timeout=5)
-            self.fail(f"{shlex.join(argv)} still running after {LOAD_TIMEOUT_S:.0f} s")
+            replica_logs = "".join(f"--- replica {i} ---\n{r.log()[-2000:]}"
+                                   for i, r in enumerate(self.replicas))
+            self.fail(f"{shlex.join(argv)} still running after {LOAD_TIMEOUT_S:.0f} s\n"
+                      f"{context}\n--- stderr ---\n"
+                      f"{stderr.decode('utf-8', 'replace')[-3000:]}{replica_logs}")
         logs = "".join(f"--- replica {i} ---\n{s.log()[-3000:]}"
                        for i, s in enumerate(self.replicas))
         context = (f"{shlex.join(argv)}: exit {proc.returncode}\n{context}\n--- stdout ---\n"
@@ -272,6 +296,7 @@ class LoadBalancingTest(unittest.TestCase):
         replica 0 drains and exits. Returns the summary lines."""
         json_path = os.path.join(self.tmp.name, f"{name}.json")
         before = self.counts()
+        progress(f"{name}: spread run")
         argv, proc = self.start_load(target, SPREAD_S, json_path)
         step = self.finish_load(argv, proc, json_path)
         after = self.counts()
@@ -284,11 +309,13 @@ class LoadBalancingTest(unittest.TestCase):
                  f"served per replica {split}"]
 
         before = self.counts()
+        progress(f"{name}: failover run")
         argv, proc = self.start_load(target, FAILOVER_S, json_path)
         time.sleep(STOP_AFTER_S)
         self.assertIsNone(proc.poll(), "reluserve-load ended before the replica was stopped")
         stopped = self.replicas[0]
         at_stop = served(stopped)
+        progress(f"{name}: SIGTERM to replica 0")
         stopped.send_signal(signal.SIGTERM)
         code = stopped.wait_exit(timeout=30)
         self.assertEqual(code, 0, f"the drained replica exited {code}\n{stopped.log()}")
@@ -324,6 +351,7 @@ class LoadBalancingTest(unittest.TestCase):
                         f"nginx not found ({binary!r}): apt-get install nginx "
                         "(scripts/install-deps.sh does)")
         nginx = Nginx(binary, self.tmp.name, [s.target for s in self.replicas])
+        progress("nginx: starting")
         nginx.start()
         self.addCleanup(nginx.stop)
         lines = self.spread_then_fail_over(nginx.target, "nginx", nginx)

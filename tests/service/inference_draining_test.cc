@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "server/core/naive_reference.h"
+#include "tests/support/naive_reference.h"
 #include "server/core/weights.h"
 #include "server/service/inference_service.h"
 #include "server/service/server.h"

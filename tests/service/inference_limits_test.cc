@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "server/core/naive_reference.h"
+#include "tests/support/naive_reference.h"
 #include "server/core/weights.h"
 #include "server/service/inference_service.h"
 #include "server/service/request_validation.h"

@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "server/core/naive_reference.h"
+#include "tests/support/naive_reference.h"
 #include "server/service/server.h"
 #include "tests/support/service_testing.h"
 

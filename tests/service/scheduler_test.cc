@@ -8,7 +8,7 @@
 #include <mutex>
 #include <stdexcept>
 
-#include "server/core/naive_reference.h"
+#include "tests/support/naive_reference.h"
 #include "server/core/weights.h"
 #include "tests/support/tensor_testing.h"
 

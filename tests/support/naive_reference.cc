@@ -1,4 +1,4 @@
-#include "server/core/naive_reference.h"
+#include "tests/support/naive_reference.h"
 
 #include <cmath>
 

@@ -1,5 +1,5 @@
-#ifndef RELUSERVE_SERVER_CORE_NAIVE_REFERENCE_H_
-#define RELUSERVE_SERVER_CORE_NAIVE_REFERENCE_H_
+#ifndef RELUSERVE_TESTS_SUPPORT_NAIVE_REFERENCE_H_
+#define RELUSERVE_TESTS_SUPPORT_NAIVE_REFERENCE_H_
 
 #include <cstdint>
 #include <vector>
@@ -28,4 +28,4 @@ ReferenceResult NaiveLinearRelu(const LinearWeights& weights, int64_t batch,
 
 }  // namespace reluserve
 
-#endif  // RELUSERVE_SERVER_CORE_NAIVE_REFERENCE_H_
+#endif  // RELUSERVE_TESTS_SUPPORT_NAIVE_REFERENCE_H_
