@@ -22,9 +22,9 @@
 #include <string>
 #include <utility>
 
+#include "common/allocator_tuning.h"
 #include "common/command_line.h"
 #include "grpc_service.grpc.pb.h"
-#include "common/allocator_tuning.h"
 #include "server/service/model_config.h"
 #include "server/service/ordered_stream.h"
 #include "server/service/server.h"

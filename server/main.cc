@@ -11,12 +11,12 @@
 #include <optional>
 #include <string>
 
+#include "common/allocator_tuning.h"
 #include "common/command_line.h"
 #include "dnnl.hpp"
 #include "server/core/linear_relu.h"
 #include "server/core/weights.h"
 #include "server/server_flags.h"
-#include "common/allocator_tuning.h"
 #include "server/service/grpc_logging.h"
 #include "server/service/log_format.h"
 #include "server/service/process_limits.h"

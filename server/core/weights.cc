@@ -22,8 +22,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
-#include "nlohmann/json.hpp"
 #include "common/normal_random.h"
+#include "nlohmann/json.hpp"
 
 // safetensors stores little-endian IEEE-754 data, which we read as is.
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__

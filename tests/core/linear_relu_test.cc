@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include "tests/support/naive_reference.h"
 #include "server/core/weights.h"
+#include "tests/support/naive_reference.h"
 #include "tests/support/tensor_testing.h"
 
 namespace reluserve {

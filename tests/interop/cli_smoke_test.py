@@ -62,14 +62,7 @@ class CliSmokeTest(unittest.TestCase):
 
     @classmethod
     def _shutdown(cls, expect_code):
-        try:
-            if cls.server is not None:
-                cls.server.stop(expect_code=expect_code)  # asserts exit code 0
-        finally:
-            cls.server = None
-            if cls.tmp is not None:
-                cls.tmp.cleanup()
-                cls.tmp = None
+        sp.stop_class_fixture(cls, expect_code)
 
     # -- helpers ---------------------------------------------------------
     def client(self, *args, expect_code=0):

@@ -110,18 +110,7 @@ class InteropTestCase(unittest.TestCase):
 
     @classmethod
     def _shutdown(cls, expect_code):
-        channel = getattr(cls, "channel", None)
-        if channel is not None:
-            channel.close()
-            cls.channel = None
-        try:
-            if cls.server is not None:
-                cls.server.stop(expect_code=expect_code)  # asserts exit code 0
-        finally:
-            cls.server = None
-            if cls.tmp is not None:
-                cls.tmp.cleanup()
-                cls.tmp = None
+        sp.stop_class_fixture(cls, expect_code)
 
     # -- helpers ---------------------------------------------------------
     def infer(self, request):

@@ -60,6 +60,24 @@ def free_port():
         return probe.getsockname()[1]
 
 
+def stop_class_fixture(cls, expect_code):
+    """Ends a test class's shared fixture: closes `cls.channel` if it has
+    one, stops `cls.server` (asserting `expect_code`, None: any) and removes
+    `cls.tmp`, whatever fails on the way."""
+    channel = getattr(cls, "channel", None)
+    if channel is not None:
+        channel.close()
+        cls.channel = None
+    try:
+        if cls.server is not None:
+            cls.server.stop(expect_code=expect_code)
+    finally:
+        cls.server = None
+        if cls.tmp is not None:
+            cls.tmp.cleanup()
+            cls.tmp = None
+
+
 def _die_with_parent():
     """preexec_fn: the child gets SIGKILL if the test process dies (e.g. a
     ctest TIMEOUT kill), so no server outlives its test."""

@@ -12,10 +12,10 @@
 #include <utility>
 #include <vector>
 
-#include "tests/support/naive_reference.h"
 #include "server/core/weights.h"
 #include "server/service/inference_service.h"
 #include "server/service/server.h"
+#include "tests/support/naive_reference.h"
 #include "tests/support/service_testing.h"
 
 namespace reluserve {

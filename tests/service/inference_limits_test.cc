@@ -16,11 +16,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "tests/support/naive_reference.h"
 #include "server/core/weights.h"
 #include "server/service/inference_service.h"
 #include "server/service/request_validation.h"
 #include "server/service/server.h"
+#include "tests/support/naive_reference.h"
 #include "tests/support/service_testing.h"
 
 namespace reluserve {

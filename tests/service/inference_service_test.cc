@@ -14,8 +14,8 @@
 #include <utility>
 #include <vector>
 
-#include "tests/support/naive_reference.h"
 #include "server/service/server.h"
+#include "tests/support/naive_reference.h"
 #include "tests/support/service_testing.h"
 
 namespace reluserve {

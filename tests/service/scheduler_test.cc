@@ -8,8 +8,8 @@
 #include <mutex>
 #include <stdexcept>
 
-#include "tests/support/naive_reference.h"
 #include "server/core/weights.h"
+#include "tests/support/naive_reference.h"
 #include "tests/support/tensor_testing.h"
 
 namespace reluserve {
