@@ -1,7 +1,7 @@
-// reluserve-core-bench: reluserve::LinearRelu against the raw oneDNN
+// reluserve-core-bench: reluserve::LinearLayer against the raw oneDNN
 // primitives it wraps, forward and forward+backward, for the batch sizes the
 // server sees, on 1 and 2 OpenMP threads. After the usual table it prints the
-// LinearRelu / Raw throughput ratio of every pair.
+// LinearLayer / Raw throughput ratio of every pair.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 #include <unistd.h>
@@ -22,7 +22,7 @@
 
 #include "bench/bench_main.h"
 #include "dnnl.hpp"
-#include "server/core/linear_relu.h"
+#include "server/core/linear_layer.h"
 #include "server/core/weights.h"
 
 namespace {
@@ -233,10 +233,10 @@ void BM_RawForwardBackward(benchmark::State& state) {
   SetCounters(state, ForwardBackwardFlops(n));
 }
 
-std::unique_ptr<reluserve::LinearRelu> MakeLayer(benchmark::State& state) {
-  reluserve::LinearReluOptions options;
+std::unique_ptr<reluserve::LinearLayer> MakeLayer(benchmark::State& state) {
+  reluserve::LinearLayerOptions options;
   options.intra_op_threads = static_cast<int>(state.range(1));
-  auto layer = reluserve::LinearRelu::Create(Weights(), options);
+  auto layer = reluserve::LinearLayer::Create(Weights(), options);
   if (!layer.ok()) {
     state.SkipWithError(std::string(layer.status().message()).c_str());
     return nullptr;
@@ -247,7 +247,7 @@ std::unique_ptr<reluserve::LinearRelu> MakeLayer(benchmark::State& state) {
 void BM_LinearReluForward(benchmark::State& state) {
   const int64_t n = state.range(0);
   omp_set_num_threads(static_cast<int>(state.range(1)));
-  const std::unique_ptr<reluserve::LinearRelu> layer = MakeLayer(state);
+  const std::unique_ptr<reluserve::LinearLayer> layer = MakeLayer(state);
   if (layer == nullptr) return;
   std::vector<float> x = RandomBuffer(n * kInFeatures, 1);
   std::vector<float> y = RandomBuffer(n * kOutFeatures, 2);
@@ -267,7 +267,7 @@ void BM_LinearReluForward(benchmark::State& state) {
 void BM_LinearReluForwardBackward(benchmark::State& state) {
   const int64_t n = state.range(0);
   omp_set_num_threads(static_cast<int>(state.range(1)));
-  const std::unique_ptr<reluserve::LinearRelu> layer = MakeLayer(state);
+  const std::unique_ptr<reluserve::LinearLayer> layer = MakeLayer(state);
   if (layer == nullptr) return;
   std::vector<float> x = RandomBuffer(n * kInFeatures, 1);
   std::vector<float> y = RandomBuffer(n * kOutFeatures, 2);
@@ -292,7 +292,7 @@ void BM_LinearReluForwardBackward(benchmark::State& state) {
 }
 
 // The console table (one median line per benchmark when repeated), then one
-// line per (pass, N, threads) comparing LinearRelu's throughput with the raw
+// line per (pass, N, threads) comparing LinearLayer's throughput with the raw
 // primitive's: the ratio of the median times, and of the fastest repetitions
 // (interference from other processes only ever adds time, so on a busy
 // machine the fastest repetition is the better estimate). Spread is
@@ -325,13 +325,13 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void Finalize() override {
     ConsoleReporter::Finalize();
     std::printf(
-        "\nLinearRelu / Raw throughput (Raw time / LinearRelu time), median "
+        "\nLinearRelu / Raw throughput (Raw time / LinearLayer time), median "
         "and fastest of the repetitions:\n");
     std::printf("%-16s %-13s %9s %7s %9s %7s %8s %8s\n", "pass", "args",
                 "Raw us", "spread", "Lin us", "spread", "median", "fastest");
     for (const auto& [key, sides] : seconds_) {
       const auto raw = sides.find("Raw");
-      const auto ours = sides.find("LinearRelu");
+      const auto ours = sides.find("LinearLayer");
       if (raw == sides.end() || ours == sides.end()) continue;
       const Summary r = Summarize(raw->second), o = Summarize(ours->second);
       const double median_ratio = r.median / o.median;
@@ -379,16 +379,16 @@ class RatioReporter : public benchmark::ConsoleReporter {
   std::map<Key, std::map<std::string, std::vector<double>>> seconds_;
 };
 
-// Raw and LinearRelu of one shape are registered side by side; the default
+// Raw and LinearLayer of one shape are registered side by side; the default
 // flags (bench_main.h) interleave every repetition at random, so a burst of
 // load from elsewhere on the machine does not land on one side of a ratio only.
 void RegisterAll() {
   using Function = void (*)(benchmark::State&);
   const std::pair<const char*, Function> kBenchmarks[] = {
       {"Raw/Forward", BM_RawForward},
-      {"LinearRelu/Forward", BM_LinearReluForward},
+      {"LinearLayer/Forward", BM_LinearReluForward},
       {"Raw/ForwardBackward", BM_RawForwardBackward},
-      {"LinearRelu/ForwardBackward", BM_LinearReluForwardBackward}};
+      {"LinearLayer/ForwardBackward", BM_LinearReluForwardBackward}};
   for (int threads : kOmpThreads) {
     for (int64_t n : kBatchSizes) {
       for (const auto& [name, function] : kBenchmarks) {
@@ -408,7 +408,7 @@ void RegisterAll() {
 int main(int argc, char** argv) {
   if (!reluserve::bench::InitializeWithDefaults(argc, argv)) return 1;
   RegisterAll();
-  benchmark::AddCustomContext("isa", reluserve::LinearRelu::CpuIsaName());
+  benchmark::AddCustomContext("isa", reluserve::LinearLayer::CpuIsaName());
   const dnnl_version_t* version = dnnl_version();
   benchmark::AddCustomContext("onednn", std::to_string(version->major) + "." +
                                             std::to_string(version->minor) +

@@ -16,7 +16,6 @@
 #include <chrono>
 #include <climits>
 #include <cstdint>
-#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,16 +23,20 @@
 
 #include "common/allocator_tuning.h"
 #include "common/command_line.h"
+#include "common/host_port.h"
 #include "grpc_service.grpc.pb.h"
-#include "server/service/model_config.h"
+#include "server/core/sequential_model.h"
+#include "server/core/weights.h"
+#include "server/runtime/request_validation.h"
+#include "server/service/grpc_request.h"
+#include "server/service/model_signature.h"
 #include "server/service/ordered_stream.h"
-#include "server/service/server.h"
+#include "server/service/served_model.h"
+#include "server/service/status_translation.h"
 #include "server/service/stop_signals.h"
 #include "spdlog/spdlog.h"
 
 namespace {
-
-using reluserve::ModelConfig;
 
 struct Flags {
   std::string host = "127.0.0.1";
@@ -46,101 +49,33 @@ struct Flags {
 using reluserve::HostPort;
 using reluserve::MaxReceiveBytes;
 using reluserve::MaxSendBytes;
-
-grpc::Status InvalidArgument(const std::string& message) {
-  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "echo: " + message);
-}
-
-// Appends an output of `shape` in `datatype` (FP32 or BF16) whose bytes are
-// zeros.
-template <typename Dims>
-void AddOutput(inference::ModelInferResponse& response, const char* name,
-               const std::string& datatype, const Dims& shape) {
-  auto* tensor = response.add_outputs();
-  tensor->set_name(name);
-  tensor->set_datatype(datatype);
-  int64_t count = 1;
-  for (int64_t dim : shape) {
-    tensor->add_shape(dim);
-    count *= dim;
-  }
-  const size_t element_bytes = datatype == reluserve::kBf16 ? 2 : 4;
-  response.add_raw_output_contents()->resize(static_cast<size_t>(count) *
-                                             element_bytes);
-}
-
-bool IsSupportedDatatype(const std::string& datatype) {
-  return datatype == reluserve::kFp32 || datatype == reluserve::kBf16;
-}
+using reluserve::ServedModelSpec;
 
 // What reluserve-server answers to a valid `request`, with zero tensors:
-// outputs in x's datatype unless an output's "datatype" parameter says
-// otherwise. Only the checks that keep a malformed request from asking for
-// an absurd allocation are made; anything else passes.
+// the outputs the runtime's validation lays out (names, datatypes, shapes),
+// so both servers send the same bytes. (The validation is the server's own:
+// this floor still parses; a bare echo is issue 10's.)
 grpc::Status Echo(const inference::ModelInferRequest& request,
-                  const ModelConfig& model,
+                  const ServedModelSpec& model,
                   inference::ModelInferResponse& response) {
-  const inference::ModelInferRequest::InferInputTensor* x = nullptr;
-  bool has_grad_y = false;
-  for (const auto& input : request.inputs()) {
-    if (input.name() == reluserve::kInputX) x = &input;
-    if (input.name() == reluserve::kInputGradY) has_grad_y = true;
-  }
-  if (x == nullptr || x->shape_size() < 2 ||
-      !IsSupportedDatatype(x->datatype())) {
-    return InvalidArgument("expected input 'x', FP32 or BF16 [N, ...]");
-  }
-  const int64_t n = x->shape(0);
-  int64_t x_count = 1;
-  for (int64_t dim : x->shape()) {
-    if (dim < 0 || __builtin_mul_overflow(x_count, dim, &x_count)) {
-      x_count = -1;
-      break;
-    }
-  }
-  if (n < 1 || n > model.max_batch || x_count != n * model.in_features) {
-    return InvalidArgument("input 'x' has a shape this model does not take");
-  }
-
-  response.set_model_name(model.name);
-  response.set_model_version(model.version);
+  absl::StatusOr<reluserve::InferenceRequest> neutral =
+      reluserve::FromModelInferRequest(request);
+  if (!neutral.ok()) return reluserve::ToGrpcStatus(neutral.status());
+  const reluserve::ModelSignature& signature = model.model->signature();
+  absl::StatusOr<reluserve::ValidatedRequest> validated =
+      reluserve::ValidateRequest(*neutral, signature, model.config.max_batch);
+  if (!validated.ok()) return reluserve::ToGrpcStatus(validated.status());
+  response.set_model_name(model.config.name);
+  response.set_model_version(model.config.version);
   response.set_id(request.id());
-  const int64_t k = model.in_features, m = model.out_features;
-  const int64_t y_shape[] = {n, m}, weight_shape[] = {m, k}, bias_shape[] = {m};
-  auto add = [&](const std::string& name, const std::string& datatype) {
-    if (name == reluserve::kOutputY) {
-      AddOutput(response, reluserve::kOutputY, datatype, y_shape);
-    } else if (name == reluserve::kOutputGradX) {
-      AddOutput(response, reluserve::kOutputGradX, datatype, x->shape());
-    } else if (name == reluserve::kOutputGradWeight) {
-      AddOutput(response, reluserve::kOutputGradWeight, datatype, weight_shape);
-    } else if (name == reluserve::kOutputGradBias) {
-      AddOutput(response, reluserve::kOutputGradBias, datatype, bias_shape);
-    } else {
-      return false;
-    }
-    return true;
-  };
-  if (request.outputs_size() == 0) {
-    add(reluserve::kOutputY, x->datatype());
-    if (has_grad_y) {
-      add(reluserve::kOutputGradX, x->datatype());
-      add(reluserve::kOutputGradWeight, x->datatype());
-      add(reluserve::kOutputGradBias, x->datatype());
-    }
-    return grpc::Status::OK;
-  }
-  for (const auto& requested : request.outputs()) {
-    const auto parameter =
-        requested.parameters().find(reluserve::kDatatypeParameter);
-    const std::string& datatype = parameter == requested.parameters().end()
-                                      ? x->datatype()
-                                      : parameter->second.string_param();
-    if (!IsSupportedDatatype(datatype) || !add(requested.name(), datatype)) {
-      response.Clear();
-      return InvalidArgument("cannot return output '" + requested.name() +
-                             "' as '" + datatype + "'");
-    }
+  for (const reluserve::ValidatedRequest::Output& output : validated->outputs) {
+    auto* tensor = response.add_outputs();
+    tensor->set_name(signature.outputs[static_cast<size_t>(output.index)].name);
+    tensor->set_datatype(reluserve::DatatypeName(output.precision));
+    for (int64_t dim : output.shape) tensor->add_shape(dim);
+    response.add_raw_output_contents()->resize(
+        static_cast<size_t>(output.count) *
+        reluserve::ElementBytes(output.precision));
   }
   return grpc::Status::OK;
 }
@@ -151,8 +86,7 @@ grpc::Status Echo(const inference::ModelInferRequest& request,
 // threads at once.
 class EchoService final : public reluserve::OrderedStreamCallbackService {
  public:
-  explicit EchoService(reluserve::ModelConfig model)
-      : model_(std::move(model)) {}
+  explicit EchoService(ServedModelSpec model) : model_(std::move(model)) {}
 
   grpc::ServerUnaryReactor* ServerLive(
       grpc::CallbackServerContext* context, const inference::ServerLiveRequest*,
@@ -173,7 +107,7 @@ class EchoService final : public reluserve::OrderedStreamCallbackService {
       grpc::CallbackServerContext* context,
       const inference::ModelReadyRequest* request,
       inference::ModelReadyResponse* response) override {
-    response->set_ready(request->name() == model_.name);
+    response->set_ready(request->name() == model_.config.name);
     return FinishWith(context, grpc::Status::OK);
   }
 
@@ -190,17 +124,8 @@ class EchoService final : public reluserve::OrderedStreamCallbackService {
       grpc::CallbackServerContext* context,
       const inference::ModelMetadataRequest*,
       inference::ModelMetadataResponse* response) override {
-    const int64_t k = model_.in_features, m = model_.out_features;
-    response->set_name(model_.name);
-    response->add_versions(model_.version);
-    response->set_platform("echo");
-    AddTensor(response->mutable_inputs(), reluserve::kInputX, {-1, k});
-    AddTensor(response->mutable_inputs(), reluserve::kInputGradY, {-1, m});
-    AddTensor(response->mutable_outputs(), reluserve::kOutputY, {-1, m});
-    AddTensor(response->mutable_outputs(), reluserve::kOutputGradX, {-1, k});
-    AddTensor(response->mutable_outputs(), reluserve::kOutputGradWeight,
-              {m, k});
-    AddTensor(response->mutable_outputs(), reluserve::kOutputGradBias, {m});
+    reluserve::FillModelMetadata(model_.config, {model_.config.version},
+                                 model_.model->signature(), response);
     return FinishWith(context, grpc::Status::OK);
   }
 
@@ -214,7 +139,7 @@ class EchoService final : public reluserve::OrderedStreamCallbackService {
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ModelStreamInfer(
       grpc::CallbackServerContext*) override {
     // The server's stream machinery, with the echo in place of inference.
-    const reluserve::ModelConfig* model = &model_;
+    const ServedModelSpec* model = &model_;
     reluserve::OrderedStreamReactor::Options options;
     options.max_reply_bytes = MaxSendBytes(model_);
     return new reluserve::OrderedStreamReactor(
@@ -239,17 +164,7 @@ class EchoService final : public reluserve::OrderedStreamCallbackService {
     return reactor;
   }
 
-  static void AddTensor(
-      google::protobuf::RepeatedPtrField<
-          inference::ModelMetadataResponse::TensorMetadata>* tensors,
-      const char* name, std::initializer_list<int64_t> shape) {
-    auto* tensor = tensors->Add();
-    tensor->set_name(name);
-    tensor->set_datatype(reluserve::kFp32);
-    for (int64_t dim : shape) tensor->add_shape(dim);
-  }
-
-  const reluserve::ModelConfig model_;
+  const ServedModelSpec model_;
 };
 
 }  // namespace
@@ -286,10 +201,20 @@ int main(int argc, char** argv) {
   // page faults on every call and would flatter the server.
   reluserve::KeepLargeBuffersAcrossCalls();
 
-  ModelConfig model;
-  model.in_features = flags.in_features;
-  model.out_features = flags.out_features;
-  model.max_batch = flags.max_batch;
+  // The default model's signature: one Linear+ReLU of these sizes.
+  ServedModelSpec model;
+  model.config.max_batch = flags.max_batch;
+  reluserve::SequentialLayerSpec layer;
+  layer.weights =
+      reluserve::MakeDefaultWeights(flags.in_features, flags.out_features, 1);
+  absl::StatusOr<std::unique_ptr<reluserve::SequentialModel>> built =
+      reluserve::SequentialModel::Create({layer});
+  if (!built.ok()) {
+    spdlog::critical("{}", std::string(built.status().message()));
+    return reluserve::kExitFailed;
+  }
+  const std::string description = (*built)->Describe();
+  model.model = std::move(*built);
   EchoService service(model);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -311,10 +236,11 @@ int main(int argc, char** argv) {
     return reluserve::kExitFailed;
   }
   spdlog::info(
-      "echo floor for model {} v{}: K={} M={}, max batch {} (messages up to "
-      "{} MiB in, {} MiB out); no compute",
-      model.name, model.version, model.in_features, model.out_features,
-      model.max_batch, MaxReceiveBytes(model) >> 20, MaxSendBytes(model) >> 20);
+      "echo floor for model {} v{}: {}, max batch {} (messages up to {} MiB "
+      "in, {} MiB out); no compute",
+      model.config.name, model.config.version, description,
+      model.config.max_batch, MaxReceiveBytes(model) >> 20,
+      MaxSendBytes(model) >> 20);
   spdlog::info("listening on {}", HostPort(flags.host, port));
 
   const int received = stop_signals.Wait();

@@ -1,5 +1,5 @@
 // reluserve-monitor-bench: what the dead-ReLU monitor adds to a forward pass.
-// LinearRelu::Forward alone, Forward followed by DeadReluMonitor::Observe of
+// LinearLayer::Forward alone, Forward followed by DeadReluMonitor::Observe of
 // its output, and Observe alone, side by side (K=3072, M=100, 1 OpenMP
 // thread), for a healthy layer (the default He-normal weights, bias 0.01:
 // every unit is seen positive within a few rows) and for a layer whose bias
@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "bench/bench_main.h"
-#include "server/core/linear_relu.h"
+#include "server/core/linear_layer.h"
 #include "server/core/weights.h"
-#include "server/service/dead_relu_monitor.h"
+#include "server/runtime/dead_relu_monitor.h"
 
 namespace {
 
@@ -32,7 +32,7 @@ std::vector<float> NormalInputs(int64_t count) {
   return values;
 }
 
-std::unique_ptr<reluserve::LinearRelu> Layer(bool half_dead) {
+std::unique_ptr<reluserve::LinearLayer> Layer(bool half_dead) {
   reluserve::LinearWeights weights =
       reluserve::MakeDefaultWeights(kInFeatures, kOutFeatures, 42);
   if (half_dead) {
@@ -40,7 +40,7 @@ std::unique_ptr<reluserve::LinearRelu> Layer(bool half_dead) {
       weights.bias[unit] = -1e6f;
     }
   }
-  return std::move(*reluserve::LinearRelu::Create(weights));
+  return std::move(*reluserve::LinearLayer::Create(weights));
 }
 
 reluserve::DeadReluMonitor::Options MonitorOptions() {
@@ -53,7 +53,7 @@ reluserve::DeadReluMonitor::Options MonitorOptions() {
 void Run(benchmark::State& state, bool forward, bool observe) {
   omp_set_num_threads(1);
   const int64_t n = state.range(0);
-  const std::unique_ptr<reluserve::LinearRelu> layer = Layer(state.range(1));
+  const std::unique_ptr<reluserve::LinearLayer> layer = Layer(state.range(1));
   reluserve::DeadReluMonitor monitor(kOutFeatures, MonitorOptions(), "bench");
   const std::vector<float> x = NormalInputs(n * kInFeatures);
   std::vector<float> y(static_cast<size_t>(n * kOutFeatures));

@@ -33,6 +33,10 @@ inline void ToBfloat16(const float* in, uint16_t* out, size_t count) {
   for (size_t i = 0; i < count; ++i) out[i] = ToBfloat16(in[i]);
 }
 
+inline void FromBfloat16(const uint16_t* in, float* out, size_t count) {
+  for (size_t i = 0; i < count; ++i) out[i] = FromBfloat16(in[i]);
+}
+
 }  // namespace reluserve
 
 #endif  // RELUSERVE_COMMON_BFLOAT16_H_

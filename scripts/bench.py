@@ -2,7 +2,7 @@
 """Runs ReluServe's benchmarks side by side and writes docs/benchmarks.md.
 
 1. Core: reluserve-core-bench (Google Benchmark): the raw oneDNN primitive vs
-   LinearRelu, forward and forward+backward, N in {1, 32, 100, 256, 1024},
+   LinearLayer, forward and forward+backward, N in {1, 32, 100, 256, 1024},
    1 and 2 OpenMP threads.
 2. Transport floor: reluserve-echo-server (same bytes, no compute, same
    allocator settings) vs reluserve-server, both driven by reluserve-load in
@@ -111,7 +111,7 @@ def core_bench(binary, quick):
         if entry.get("run_type") == "aggregate" and \
                 entry.get("aggregate_name") != "median":
             continue
-        match = re.match(r"(Raw|LinearRelu)/(Forward|ForwardBackward)/N:(\d+)/omp:(\d+)",
+        match = re.match(r"(Raw|LinearLayer)/(Forward|ForwardBackward)/N:(\d+)/omp:(\d+)",
                          entry["name"])
         if not match:
             continue
@@ -389,20 +389,20 @@ def write_markdown(report, path, args):
     for label, (median, p90, low, high) in report["round_trips"].items():
         add(f"| {label} | {median:.3f} | {p90:.3f} | {low:.3f} | {high:.3f} |")
     add("")
-    add("## Core: LinearRelu vs the raw oneDNN primitive")
+    add("## Core: LinearLayer vs the raw oneDNN primitive")
     add("")
     add("Median µs per call (`reluserve-core-bench`, K=3072, M=100). Raw: a "
         "hand-written oneDNN program (fused ReLU post-op, memory objects made "
-        "once). LinearRelu: our wrapper (per-call memory wrapping, user "
+        "once). LinearLayer: our wrapper (per-call memory wrapping, user "
         "scratchpad, NaN-preserving ReLU pass). Target: ratio ≥ 0.95.")
     add("")
-    add("| pass | N | omp | raw µs | LinearRelu µs | GFLOP/s (ours) | ratio raw/ours |")
+    add("| pass | N | omp | raw µs | LinearLayer µs | GFLOP/s (ours) | ratio raw/ours |")
     add("|---|---|---|---|---|---|---|")
     for pass_name in ("Forward", "ForwardBackward"):
         for omp in (1, 2):
             for n in (1, 32, 100, 256, 1024):
                 raw = core.get(("Raw", pass_name, n, omp))
-                ours = core.get(("LinearRelu", pass_name, n, omp))
+                ours = core.get(("LinearLayer", pass_name, n, omp))
                 if raw is None or ours is None:
                     continue
                 flops = 2 * n * 3072 * 100 * (3 if pass_name != "Forward" else 1)
@@ -414,7 +414,7 @@ def write_markdown(report, path, args):
     add("`reluserve-load` against `reluserve-echo-server` (answers with the "
         "same bytes, no compute, same allocator settings) and against "
         "`reluserve-server` (defaults: inline compute, 1 OpenMP thread). "
-        "Compute is LinearRelu's median at 1 thread from the table above.")
+        "Compute is LinearLayer's median at 1 thread from the table above.")
     add("")
     add("Concurrency 1. Target: server p50 ≤ 1.15 × (floor p50 + compute), "
         "1.25 × for N=1 forward.")
@@ -425,7 +425,7 @@ def write_markdown(report, path, args):
     for label, n, grad in SHAPES:
         floor = t[(label, 1, "echo")]
         served = t[(label, 1, "reluserve")]
-        compute = core.get(("LinearRelu", "ForwardBackward" if grad else "Forward", n, 1), 0) / 1e3
+        compute = core.get(("LinearLayer", "ForwardBackward" if grad else "Forward", n, 1), 0) / 1e3
         ratio = served["p50"] / (floor["p50"] + compute)
         target = 1.25 if (n == 1 and not grad) else 1.15
         add(f"| {label} | {floor['p50']:.3f} | {compute:.3f} | {served['p50']:.3f} | "
@@ -440,7 +440,7 @@ def write_markdown(report, path, args):
     for label, n, grad in SHAPES:
         floor = t[(label, 8, "echo")]
         served = t[(label, 8, "reluserve")]
-        compute = core.get(("LinearRelu", "ForwardBackward" if grad else "Forward", n, 1), 0) / 1e6
+        compute = core.get(("LinearLayer", "ForwardBackward" if grad else "Forward", n, 1), 0) / 1e6
         ceiling = 2.0 / (floor["cpu_per_request"] + compute)
         ratio = served["rps"] / ceiling
         add(f"| {label} | {floor['rps']:.0f} | {floor['cpu_per_request'] * 1e6:.0f} | "
@@ -521,7 +521,7 @@ def write_markdown(report, path, args):
     add("## Metrics and the dead-ReLU monitor: on vs off")
     add("")
     add("The monitor alone (`reluserve-monitor-bench`, K=3072, M=100, 1 OpenMP "
-        "thread): median µs of LinearRelu::Forward, of Forward followed by "
+        "thread): median µs of LinearLayer::Forward, of Forward followed by "
         "DeadReluMonitor::Observe of its output, and of Observe alone. Healthy: "
         "the default weights; half dead: a bias of -10⁶ on every second unit, "
         "so Observe reads every row of those units (its worst case).")

@@ -4,8 +4,12 @@
 # protobuf, and neither the client nor common/ reaches into server/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if grep -rnE '#include *[<"](grpc|grpcpp|google/protobuf)|\.pb\.h[">]' server/core; then
-  echo "check-core-isolation: server/core includes gRPC/protobuf headers (above)" >&2
+if grep -rnE '#include *[<"](grpc|grpcpp|google/protobuf)|\.pb\.h[">]' server/core server/runtime; then
+  echo "check-core-isolation: server/core or server/runtime includes gRPC/protobuf headers (above)" >&2
+  exit 1
+fi
+if grep -rnE '#include *"server/(service|http)/' server/core server/runtime; then
+  echo "check-core-isolation: server/core or server/runtime includes a front end (above)" >&2
   exit 1
 fi
 if grep -rnE '#include *"server/' client common; then
@@ -13,5 +17,5 @@ if grep -rnE '#include *"server/' client common; then
     "what both sides need belongs in common/" >&2
   exit 1
 fi
-echo "check-core-isolation: server/core is free of gRPC and protobuf;" \
+echo "check-core-isolation: server/core and server/runtime are free of gRPC and protobuf;" \
   "client/ and common/ include nothing from server/"

@@ -10,7 +10,7 @@ packages=(
   libabsl-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libcpp-httplib-dev prometheus
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-grpcio python3-protobuf python3-numpy
+  python3 python3-grpcio python3-protobuf python3-numpy python3-torch
   clang-format gnuplot-nox systemd
   nginx
 )

@@ -1,5 +1,5 @@
-// reluserve-server: flags → weights → LinearRelu → Server, until SIGINT or
-// SIGTERM, then a graceful drain.
+// reluserve-server: flags → models (a repository, a weights file or the
+// default layer) → Server, until SIGINT or SIGTERM, then a graceful drain.
 #include <string.h>
 
 #include <CLI/CLI.hpp>
@@ -10,12 +10,14 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/allocator_tuning.h"
 #include "common/command_line.h"
 #include "dnnl.hpp"
-#include "server/core/linear_relu.h"
-#include "server/core/weights.h"
+#include "server/core/linear_layer.h"
+#include "server/model_loading.h"
 #include "server/server_flags.h"
 #include "server/service/grpc_logging.h"
 #include "server/service/log_format.h"
@@ -26,8 +28,8 @@
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "ReluServe: a Linear+ReLU layer (oneDNN) served over the Open Inference "
-      "Protocol (KServe v2 gRPC)",
+      "ReluServe: Linear+ReLU models (one layer or an nn.Sequential stack, on "
+      "oneDNN) served over the Open Inference Protocol (KServe v2 gRPC)",
       "reluserve-server"};
   reluserve::ServerFlags flags;
   reluserve::DefineServerFlags(app, flags);
@@ -56,51 +58,35 @@ int main(int argc, char** argv) {
                  files.after);
   }
 
-  absl::StatusOr<reluserve::LinearWeights> weights =
-      absl::InternalError("not loaded");
-  try {
-    weights = flags.weights_file.empty()
-                  ? reluserve::MakeDefaultWeights(
-                        flags.in_features, flags.out_features, flags.seed)
-                  : reluserve::LoadSafetensors(flags.weights_file,
-                                               flags.weights_prefix);
-  } catch (const std::bad_alloc&) {
-    weights = absl::ResourceExhaustedError(
-        "not enough memory for the weights of this layer size");
-  }
-  if (!weights.ok()) {
-    spdlog::critical("cannot load weights: {}",
-                     std::string(weights.status().message()));
+  const reluserve::Server::Options options = reluserve::ServerOptions(flags);
+  absl::StatusOr<std::vector<reluserve::LoadedModel>> models =
+      reluserve::LoadModels(flags, options);
+  if (!models.ok()) {
+    spdlog::critical("cannot load the model: {}",
+                     std::string(models.status().message()));
     return reluserve::kExitFailed;
   }
-  reluserve::LinearReluOptions layer_options;
-  layer_options.intra_op_threads = flags.intra_op_threads;
-  absl::StatusOr<std::unique_ptr<reluserve::LinearRelu>> layer =
-      reluserve::LinearRelu::Create(*weights, layer_options);
-  if (!layer.ok()) {
-    spdlog::critical("cannot build the model: {}",
-                     std::string(layer.status().message()));
-    return reluserve::kExitFailed;
+  std::vector<reluserve::ServedModelSpec> specs;
+  for (reluserve::LoadedModel& model : *models) {
+    specs.push_back(std::move(model.spec));
   }
-
-  const reluserve::Server::Options options =
-      reluserve::ServerOptions(flags, *weights);
   absl::StatusOr<std::unique_ptr<reluserve::Server>> server =
-      reluserve::Server::Start(options, std::move(*layer));
+      reluserve::Server::Start(options, std::move(specs));
   if (!server.ok()) {
     spdlog::critical("{}", std::string(server.status().message()));
     return reluserve::kExitFailed;
   }
   // From here a signal drains: calls may already be arriving.
   stop_signals.MarkServing();
+  for (const reluserve::LoadedModel& model : *models) {
+    spdlog::info("{}", model.description);
+  }
   const dnnl_version_t* onednn = dnnl_version();
   spdlog::info(
-      "model {} v{}: K={} M={} from {}; oneDNN {}.{}.{} on {}, {} thread(s) "
-      "per computation; max batch {} (messages up to {} MiB in, {} MiB out)",
-      options.model.name, options.model.version, weights->in_features,
-      weights->out_features, weights->source, onednn->major, onednn->minor,
-      onednn->patch, reluserve::LinearRelu::CpuIsaName(),
-      flags.intra_op_threads, flags.max_batch,
+      "oneDNN {}.{}.{} on {}, {} thread(s) per computation; messages up to "
+      "{} MiB in, {} MiB out",
+      onednn->major, onednn->minor, onednn->patch,
+      reluserve::LinearLayer::CpuIsaName(), flags.intra_op_threads,
       (*server)->max_receive_bytes() >> 20, (*server)->max_send_bytes() >> 20);
   if (flags.compute_threads == 0) {
     spdlog::info("computing inline on gRPC's threads");

@@ -10,22 +10,38 @@ void DefineServerFlags(CLI::App& app, ServerFlags& flags) {
   app.add_option("--port", flags.port, "Port to listen on (0 picks one)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
+  CLI::Option* repository =
+      app.add_option("--model-repository", flags.model_repository,
+                     "Serve every model of this folder (Triton's layout: "
+                     "<model>/[config.pbtxt], <model>/<version>/"
+                     "model.safetensors)")
+          ->check(CLI::ExistingDirectory);
   CLI::Option* weights_file =
       app.add_option("--weights", flags.weights_file,
-                     "safetensors file with tensors weight [M, K] and bias [M]")
-          ->check(CLI::ExistingFile);
+                     "safetensors state dict of an nn.Linear (weight, bias) "
+                     "or an nn.Sequential of Linear layers (0.weight, "
+                     "0.bias, 2.weight, ...)")
+          ->check(CLI::ExistingFile)
+          ->excludes(repository);
   app.add_option("--weights-prefix", flags.weights_prefix,
-                 "Name prefix of the layer inside the file, e.g. 'fc.'");
+                 "Name prefix of the model inside the file, e.g. 'net.'")
+      ->excludes(repository);
+  app.add_option("--layers", flags.layers,
+                 "The Sequential's module list, e.g. "
+                 "'linear,relu,linear' (default: a ReLU after every Linear)")
+      ->excludes(repository);
   app.add_option("--in-features", flags.in_features,
                  "K, when no weights file is given")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
-      ->excludes(weights_file);
+      ->excludes(weights_file)
+      ->excludes(repository);
   app.add_option("--out-features", flags.out_features,
                  "M, when no weights file is given")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
-      ->excludes(weights_file);
+      ->excludes(weights_file)
+      ->excludes(repository);
   app.add_option("--seed", flags.seed,
                  "Seed of the default He-normal weights (no weights file)")
       ->capture_default_str();
@@ -103,7 +119,8 @@ void DefineServerFlags(CLI::App& app, ServerFlags& flags) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_option("--model-name", flags.model_name,
-                 "Name the model is served under (requests, metadata)")
+                 "Name the model is served under (requests, metadata); "
+                 "without --model-repository")
       ->capture_default_str()
       ->check(CLI::Validator(
           [](std::string& name) -> std::string {
@@ -114,7 +131,8 @@ void DefineServerFlags(CLI::App& app, ServerFlags& flags) {
                                      "0123456789_.-") == std::string::npos;
             return ok ? "" : "letters, digits, '_', '.' and '-' only";
           },
-          "NAME"));
+          "NAME"))
+      ->excludes(repository);
   app.add_option("--log-level", flags.log_level,
                  "Least severe log level shown; debug includes gRPC's own")
       ->capture_default_str()
@@ -160,8 +178,7 @@ void DefineServerFlags(CLI::App& app, ServerFlags& flags) {
       "signal ends the drain.");
 }
 
-Server::Options ServerOptions(const ServerFlags& flags,
-                              const LinearWeights& weights) {
+Server::Options ServerOptions(const ServerFlags& flags) {
   Server::Options options;
   options.host = flags.host;
   options.port = flags.port;
@@ -183,8 +200,6 @@ Server::Options ServerOptions(const ServerFlags& flags,
   options.keepalive_time = std::chrono::milliseconds(flags.keepalive_time_ms);
   options.keepalive_timeout =
       std::chrono::milliseconds(flags.keepalive_timeout_ms);
-  options.model.in_features = weights.in_features;
-  options.model.out_features = weights.out_features;
   options.model.max_batch = flags.max_batch;
   options.scheduling.compute_threads = flags.compute_threads;
   options.scheduling.max_queue_size = static_cast<size_t>(flags.max_queue_size);

@@ -5,7 +5,6 @@
 #include <cstdint>
 #include <string>
 
-#include "server/core/weights.h"
 #include "server/service/server.h"
 
 namespace reluserve {
@@ -14,8 +13,10 @@ namespace reluserve {
 struct ServerFlags {
   std::string host = "127.0.0.1";
   int port = 8001;
+  std::string model_repository;
   std::string weights_file;
   std::string weights_prefix;
+  std::string layers;
   int64_t in_features = 3072;
   int64_t out_features = 100;
   uint64_t seed = 42;
@@ -47,9 +48,10 @@ struct ServerFlags {
 // RELUSERVE_<FLAG>; the usage text and footer included.
 void DefineServerFlags(CLI::App& app, ServerFlags& flags);
 
-// The server's options for these flags and the loaded weights.
-Server::Options ServerOptions(const ServerFlags& flags,
-                              const LinearWeights& weights);
+// The server's options for these flags (options.model and .scheduling:
+// the single model's without a repository, every model's defaults with
+// one).
+Server::Options ServerOptions(const ServerFlags& flags);
 
 }  // namespace reluserve
 

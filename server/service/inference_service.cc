@@ -7,9 +7,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/runtime/request_validation.h"
+#include "server/service/grpc_request.h"
 #include "server/service/model_signature.h"
-#include "server/service/request_validation.h"
-#include "server/service/server.h"
 #include "server/service/status_translation.h"
 
 #ifndef RELUSERVE_VERSION
@@ -46,81 +46,55 @@ class InferReactor final : public grpc::ServerUnaryReactor {
 };
 
 InferenceLimits ResolveLimits(InferenceLimits limits,
-                              const ModelConfig& model) {
+                              const std::vector<ServedModelSpec>& models) {
   limits.max_stream_pending = std::max(limits.max_stream_pending, 1);
-  if (limits.max_send_bytes <= 0) limits.max_send_bytes = MaxSendBytes(model);
+  int64_t receive = 0, send = 0;
+  for (const ServedModelSpec& model : models) {
+    receive = std::max<int64_t>(receive, MaxReceiveBytes(model));
+    send = std::max<int64_t>(send, MaxSendBytes(model));
+  }
+  if (limits.max_send_bytes <= 0) limits.max_send_bytes = send;
   if (limits.max_pending_bytes <= 0) {
     // Room for a few of the largest requests with their replies.
-    const int64_t largest =
-        int64_t{MaxReceiveBytes(model)} + int64_t{MaxSendBytes(model)};
-    limits.max_pending_bytes = std::max(int64_t{1} << 30, 4 * largest);
+    limits.max_pending_bytes = std::max(int64_t{1} << 30, 4 * (receive + send));
   }
   return limits;
 }
 
-int64_t ElementCount(const std::vector<int64_t>& shape) {
-  int64_t count = 1;
-  for (int64_t dim : shape) count *= dim;
-  return count;
-}
-
-// Appends an output of `shape` in `precision` to the response and returns
-// its bytes, which the core (or a conversion) fills in place.
+// Appends `output` (named `name`) to the response and returns its bytes,
+// which the model (or a conversion) fills in place.
 void* AddOutput(inference::ModelInferResponse& response,
-                const RequestedOutput& output,
-                const std::vector<int64_t>& shape, size_t* count) {
+                const std::string& name,
+                const ValidatedRequest::Output& output) {
   auto* tensor = response.add_outputs();
-  tensor->set_name(std::string(OutputName(output.tensor)));
-  tensor->set_datatype(output.precision == Precision::kBFloat16 ? kBf16
-                                                                : kFp32);
-  *count = 1;
-  for (int64_t dim : shape) {
-    tensor->add_shape(dim);
-    *count *= static_cast<size_t>(dim);
-  }
+  tensor->set_name(name);
+  tensor->set_datatype(DatatypeName(output.precision));
+  for (int64_t dim : output.shape) tensor->add_shape(dim);
   std::string* bytes = response.add_raw_output_contents();
-  bytes->resize(*count * ElementBytes(output.precision));
+  bytes->resize(static_cast<size_t>(output.count) *
+                ElementBytes(output.precision));
   return bytes->data();
 }
 
 }  // namespace
 
-InferenceService::InferenceService(reluserve::ModelConfig model,
-                                   std::shared_ptr<const LinearRelu> layer,
-                                   const Scheduler::Options& scheduling,
+InferenceService::InferenceService(std::vector<ServedModelSpec> models,
                                    const InferenceLimits& limits,
                                    const InferenceMonitoring& monitoring)
-    : model_(std::move(model)),
-      scheduling_(scheduling),
-      limits_(ResolveLimits(limits, model_)),
-      layer_(layer),
+    : limits_(ResolveLimits(limits, models)),
       // Enough idle pairs for every call one machine can have computing and
       // sending; pairs above 64 MiB (N ≈ 4000 fwd+bwd) are not kept.
       message_pool_(/*max_idle=*/32, /*max_pooled_bytes=*/64 << 20),
       access_log_(monitoring.access_log),
-      relu_monitor_(monitoring.dead_relu.window_rows > 0
-                        ? std::make_unique<DeadReluMonitor>(
-                              layer->out_features(), monitoring.dead_relu,
-                              absl::StrCat("model ", model_.name, " v",
-                                           model_.version, " layer 0"))
-                        : nullptr),
-      scheduler_(scheduling, std::move(layer), &statistics_,
-                 relu_monitor_.get()) {
+      models_(std::move(models), monitoring.dead_relu) {
   SetMessageAllocatorFor_ModelInfer(&message_pool_);
 }
 
 InferenceService::~InferenceService() = default;
 
-ModelMetrics InferenceService::Metrics() const {
-  ModelMetrics metrics;
-  metrics.name = model_.name;
-  metrics.version = model_.version;
-  metrics.totals = statistics_.Read();
-  metrics.pending_requests = requests_in_flight_.load();
-  // One Linear+ReLU: its ReLU follows Linear 0.
-  if (relu_monitor_ != nullptr) {
-    metrics.relu_layers.push_back({"0", relu_monitor_->Read()});
-  }
+std::vector<ModelMetrics> InferenceService::Metrics() const {
+  std::vector<ModelMetrics> metrics;
+  for (const auto& model : models_.all()) metrics.push_back(model->Metrics());
   return metrics;
 }
 
@@ -143,9 +117,8 @@ grpc::ServerUnaryReactor* InferenceService::ModelReady(
     const inference::ModelReadyRequest* request,
     inference::ModelReadyResponse* response) {
   // Like Triton: an unknown model is simply not ready.
-  response->set_ready(
-      !draining_.load() && !not_ready_.load() &&
-      CheckModelSelected(request->name(), request->version(), model_).ok());
+  response->set_ready(!draining_.load() && !not_ready_.load() &&
+                      models_.Find(request->name(), request->version()).ok());
   return FinishWith(context, grpc::Status::OK);
 }
 
@@ -157,6 +130,7 @@ grpc::ServerUnaryReactor* InferenceService::ServerMetadata(
   response->set_version(RELUSERVE_VERSION);
   response->add_extensions("statistics");
   response->add_extensions("model_configuration");
+  response->add_extensions("model_repository");
   return FinishWith(context, grpc::Status::OK);
 }
 
@@ -164,12 +138,12 @@ grpc::ServerUnaryReactor* InferenceService::ModelMetadata(
     grpc::CallbackServerContext* context,
     const inference::ModelMetadataRequest* request,
     inference::ModelMetadataResponse* response) {
-  if (absl::Status selected =
-          CheckModelSelected(request->name(), request->version(), model_);
-      !selected.ok()) {
-    return FinishWith(context, ToGrpcStatus(selected));
-  }
-  FillModelMetadata(model_, response);
+  absl::StatusOr<ServedModel*> model =
+      models_.Find(request->name(), request->version());
+  if (!model.ok()) return FinishWith(context, ToGrpcStatus(model.status()));
+  FillModelMetadata((*model)->config(),
+                    models_.VersionsOf((*model)->config().name),
+                    (*model)->signature(), response);
   return FinishWith(context, grpc::Status::OK);
 }
 
@@ -177,12 +151,11 @@ grpc::ServerUnaryReactor* InferenceService::ModelConfig(
     grpc::CallbackServerContext* context,
     const inference::ModelConfigRequest* request,
     inference::ModelConfigResponse* response) {
-  if (absl::Status selected =
-          CheckModelSelected(request->name(), request->version(), model_);
-      !selected.ok()) {
-    return FinishWith(context, ToGrpcStatus(selected));
-  }
-  FillModelConfig(model_, scheduling_, response->mutable_config());
+  absl::StatusOr<ServedModel*> model =
+      models_.Find(request->name(), request->version());
+  if (!model.ok()) return FinishWith(context, ToGrpcStatus(model.status()));
+  FillModelConfig((*model)->config(), (*model)->signature(),
+                  (*model)->scheduling(), response->mutable_config());
   return FinishWith(context, grpc::Status::OK);
 }
 
@@ -204,18 +177,47 @@ grpc::ServerUnaryReactor* InferenceService::ModelStatistics(
     grpc::CallbackServerContext* context,
     const inference::ModelStatisticsRequest* request,
     inference::ModelStatisticsResponse* response) {
-  // An empty name asks for every model: here, the one.
-  if (!request->name().empty()) {
-    if (absl::Status selected =
-            CheckModelSelected(request->name(), request->version(), model_);
-        !selected.ok()) {
-      return FinishWith(context, ToGrpcStatus(selected));
+  const auto add = [response](const ServedModel& model) {
+    inference::ModelStatistics& statistics = *response->add_model_stats();
+    statistics.set_name(model.config().name);
+    statistics.set_version(model.config().version);
+    model.statistics().Fill(statistics);
+  };
+  if (request->name().empty()) {
+    // Every model, every version (as Triton).
+    for (const auto& model : models_.all()) add(*model);
+  } else if (request->version().empty()) {
+    if (absl::StatusOr<ServedModel*> found = models_.Find(request->name(), "");
+        !found.ok()) {
+      return FinishWith(context, ToGrpcStatus(found.status()));
     }
+    for (const auto& model : models_.all()) {
+      if (model->config().name == request->name()) add(*model);
+    }
+  } else {
+    absl::StatusOr<ServedModel*> model =
+        models_.Find(request->name(), request->version());
+    if (!model.ok()) return FinishWith(context, ToGrpcStatus(model.status()));
+    add(**model);
   }
-  inference::ModelStatistics& statistics = *response->add_model_stats();
-  statistics.set_name(model_.name);
-  statistics.set_version(model_.version);
-  statistics_.Fill(statistics);
+  return FinishWith(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* InferenceService::RepositoryIndex(
+    grpc::CallbackServerContext* context,
+    const inference::RepositoryIndexRequest* request,
+    inference::RepositoryIndexResponse* response) {
+  // Every model is loaded at start-up or the server does not start: each
+  // is READY, until a drain or a failed listener makes none ready.
+  const bool ready = !draining_.load() && !not_ready_.load();
+  if (request->ready() && !ready) return FinishWith(context, grpc::Status::OK);
+  for (const auto& model : models_.all()) {
+    auto* entry = response->add_models();
+    entry->set_name(model->config().name);
+    entry->set_version(model->config().version);
+    entry->set_state(ready ? "READY" : "UNAVAILABLE");
+    if (!ready) entry->set_reason("the server is not ready (draining)");
+  }
   return FinishWith(context, grpc::Status::OK);
 }
 
@@ -235,41 +237,47 @@ void InferenceService::StartInference(
   const bool streamed = origin.streamed;
   const auto arrival = std::chrono::steady_clock::now();
   requests_in_flight_.fetch_add(1);
+  // A request for a model not served here is no model's failure.
+  absl::StatusOr<ServedModel*> selected =
+      models_.Find(request.model_name(), request.model_version());
+  ServedModel* model = selected.ok() ? *selected : nullptr;
+  if (model != nullptr) model->pending_requests().fetch_add(1);
   auto job = std::make_unique<InferJob>();
   int64_t reserved = 0;
-  absl::Status prepared;
-  try {
-    prepared =
-        PrepareJob(request, response, deadline, streamed, *job, &reserved);
-  } catch (const std::exception& e) {
-    prepared =
-        absl::InternalError(absl::StrCat("unexpected error: ", e.what()));
+  absl::Status prepared = selected.status();
+  if (model != nullptr) {
+    try {
+      prepared = PrepareJob(request, response, deadline, streamed, *model, *job,
+                            &reserved);
+    } catch (const std::exception& e) {
+      prepared =
+          absl::InternalError(absl::StrCat("unexpected error: ", e.what()));
+    }
   }
   // The reservation ends once the reply has been sent.
   OrderedStreamReactor::Sent sent;
   if (reserved > 0) {
     sent = [this, reserved] { pending_bytes_.fetch_sub(reserved); };
   }
-  auto finish = [this, &request, &response, origin, arrival,
+  auto finish = [this, &request, &response, origin, arrival, model,
                  done = std::move(done), sent = std::move(sent)](
-                    const absl::Status& status,
-                    const InferenceStatistics::RequestPhases* phases,
+                    const absl::Status& status, const RequestPhases* phases,
                     int64_t rows, bool backward) mutable {
     const auto total = std::chrono::duration_cast<Nanoseconds>(
         std::chrono::steady_clock::now() - arrival);
-    if (status.ok()) {
-      statistics_.RecordSuccess(rows, total, *phases, backward);
-    } else {
-      response.Clear();
-      // A request for a model not served here is not this model's failure.
-      if (status.code() != absl::StatusCode::kNotFound) {
-        statistics_.RecordFailure(total, FailureReasonOf(status));
+    if (!status.ok()) response.Clear();
+    if (model != nullptr) {
+      if (status.ok()) {
+        model->statistics().RecordSuccess(rows, total, *phases, backward);
+      } else {
+        model->statistics().RecordFailure(total, FailureReasonOf(status));
       }
     }
     if (access_log_ != nullptr) {
       WriteAccessLog(request, origin, rows, status, total);
     }
     done(status, std::move(sent));
+    if (model != nullptr) model->pending_requests().fetch_sub(1);
     requests_in_flight_.fetch_sub(1);
   };
 
@@ -283,9 +291,9 @@ void InferenceService::StartInference(
   job->done = [finish = std::move(finish)](InferJob& finished,
                                            const absl::Status& status) mutable {
     finish(status, &finished.phases, finished.validated.batch,
-           finished.validated.NeedsBackward());
+           finished.validated.backward);
   };
-  scheduler_.Submit(std::move(job));
+  model->scheduler().Submit(std::move(job));
 }
 
 void InferenceService::WriteAccessLog(
@@ -308,29 +316,35 @@ absl::Status InferenceService::PrepareJob(
     const inference::ModelInferRequest& request,
     inference::ModelInferResponse& response,
     std::chrono::system_clock::time_point deadline, bool streamed,
-    InferJob& job, int64_t* reserved) {
+    ServedModel& model, InferJob& job, int64_t* reserved) {
   if (draining_.load()) {
     return absl::UnavailableError("server is shutting down; retry elsewhere");
   }
-  absl::StatusOr<ValidatedInferRequest> validated =
-      ValidateInferRequest(request, model_);
+  absl::StatusOr<InferenceRequest> neutral = FromModelInferRequest(request);
+  if (!neutral.ok()) return neutral.status();
+  const ModelSignature& signature = model.signature();
+  absl::StatusOr<ValidatedRequest> validated =
+      ValidateRequest(*neutral, signature, model.config().max_batch);
   if (!validated.ok()) return validated.status();
+  const int64_t response_bytes =
+      ResponseBytes(*validated, signature, model.config().name,
+                    model.config().version, request.id());
   // Before anything is allocated: gRPC would refuse to send the reply.
   if (absl::Status fits =
-          CheckResponseFits(*validated, limits_.max_send_bytes, streamed);
+          CheckResponseFits(response_bytes, limits_.max_send_bytes, streamed);
       !fits.ok()) {
     return fits;
   }
   // What the request holds until its reply is sent: its message, the reply
   // and the FP32 staging of BF16 outputs.
-  int64_t bytes =
-      static_cast<int64_t>(request.ByteSizeLong()) + validated->response_bytes;
-  for (const RequestedOutput& output : validated->outputs) {
+  int64_t bytes = static_cast<int64_t>(request.ByteSizeLong()) + response_bytes;
+  size_t staging = 0;
+  for (const ValidatedRequest::Output& output : validated->outputs) {
     if (output.precision == Precision::kBFloat16) {
-      bytes += ElementCount(OutputShape(*validated, output.tensor, model_)) *
-               static_cast<int64_t>(sizeof(float));
+      staging += static_cast<size_t>(output.count);
     }
   }
+  bytes += static_cast<int64_t>(staging * sizeof(float));
   if (!TryReserve(bytes)) {
     return absl::UnavailableError(absl::StrCat(
         "server busy: requests in progress hold ", pending_bytes_.load(),
@@ -340,49 +354,29 @@ absl::Status InferenceService::PrepareJob(
   }
   *reserved = bytes;
 
-  job.request = &request;
-  job.response = &response;
   job.deadline = deadline;
   job.validated = *std::move(validated);
+  job.outputs.assign(signature.outputs.size(), nullptr);
+  job.staging.resize(staging);
 
-  response.set_model_name(model_.name);
-  response.set_model_version(model_.version);
+  response.set_model_name(model.config().name);
+  response.set_model_version(model.config().version);
   response.set_id(request.id());
-  // The core writes FP32; a BF16 output is computed into staging first.
-  std::vector<std::pair<float**, size_t>> staged;  // (pointer, offset)
-  for (const RequestedOutput& output : job.validated.outputs) {
-    float** target = nullptr;
-    switch (output.tensor) {
-      case OutputTensor::kY:
-        target = &job.y;
-        break;
-      case OutputTensor::kGradX:
-        target = &job.gradients.grad_x;
-        break;
-      case OutputTensor::kGradWeight:
-        target = &job.gradients.grad_weight;
-        break;
-      case OutputTensor::kGradBias:
-        target = &job.gradients.grad_bias;
-        break;
-    }
-    size_t count = 0;
-    void* bytes =
-        AddOutput(response, output,
-                  OutputShape(job.validated, output.tensor, model_), &count);
+  // The model writes FP32; a BF16 output is computed into staging first.
+  float* next_staged = job.staging.data();
+  for (const ValidatedRequest::Output& output : job.validated.outputs) {
+    void* target = AddOutput(
+        response, signature.outputs[static_cast<size_t>(output.index)].name,
+        output);
+    float*& slot = job.outputs[static_cast<size_t>(output.index)];
     if (output.precision == Precision::kFloat32) {
-      *target = static_cast<float*>(bytes);
+      slot = static_cast<float*>(target);
     } else {
-      staged.emplace_back(target, job.staging.size());
-      job.conversions.push_back(
-          {nullptr, static_cast<uint16_t*>(bytes), count});
-      job.staging.resize(job.staging.size() + count);
+      slot = next_staged;
+      job.conversions.push_back({next_staged, static_cast<uint16_t*>(target),
+                                 static_cast<size_t>(output.count)});
+      next_staged += output.count;
     }
-  }
-  for (size_t i = 0; i < staged.size(); ++i) {
-    float* start = job.staging.data() + staged[i].second;
-    *staged[i].first = start;
-    job.conversions[i].from = start;
   }
   return absl::OkStatus();
 }

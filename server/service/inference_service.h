@@ -6,17 +6,17 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "grpc_service.grpc.pb.h"
-#include "server/core/linear_relu.h"
+#include "server/runtime/dead_relu_monitor.h"
+#include "server/runtime/infer_job.h"
 #include "server/service/access_log.h"
-#include "server/service/dead_relu_monitor.h"
 #include "server/service/message_pool.h"
 #include "server/service/metrics.h"
-#include "server/service/model_config.h"
 #include "server/service/ordered_stream.h"
-#include "server/service/scheduler.h"
-#include "server/service/statistics.h"
+#include "server/service/served_model.h"
 
 namespace reluserve {
 
@@ -36,7 +36,7 @@ struct InferenceLimits {
   int64_t max_pending_bytes = 0;
   // The largest message the server sends; a request whose reply would be
   // larger is refused with INVALID_ARGUMENT before compute. 0: the limit
-  // Server sets, MaxSendBytes(model).
+  // Server sets, the largest MaxSendBytes of the models.
   int64_t max_send_bytes = 0;
 };
 
@@ -49,17 +49,17 @@ struct InferenceMonitoring {
   AccessLog* access_log = nullptr;
 };
 
-// The Open Inference Protocol over one LinearRelu model. Each RPC is a short
-// adapter: validate, hand the job to the scheduler, translate the status.
+// The Open Inference Protocol over the served models. Each RPC is a short
+// adapter: convert the message, validate against the model's signature
+// (the runtime), hand the job to the model's scheduler, translate the
+// status.
 //
 // Thread safety: gRPC calls every method from many threads at once; the
-// model is immutable after start-up, counters are atomic and the scheduler
-// is thread-safe.
+// models are immutable after start-up, counters are atomic and the
+// schedulers are thread-safe.
 class InferenceService final : public OrderedStreamCallbackService {
  public:
-  InferenceService(reluserve::ModelConfig model,
-                   std::shared_ptr<const LinearRelu> layer,
-                   const Scheduler::Options& scheduling,
+  InferenceService(std::vector<ServedModelSpec> models,
                    const InferenceLimits& limits = InferenceLimits(),
                    const InferenceMonitoring& monitoring = {});
   ~InferenceService() override;
@@ -80,8 +80,8 @@ class InferenceService final : public OrderedStreamCallbackService {
   // Bytes held by accepted requests whose replies are not yet sent (see
   // InferenceLimits::max_pending_bytes).
   int64_t pending_bytes() const { return pending_bytes_.load(); }
-  // The model's counters and dead-ReLU gauges, for /metrics.
-  ModelMetrics Metrics() const;
+  // Every model's counters and dead-ReLU gauges, for /metrics.
+  std::vector<ModelMetrics> Metrics() const;
 
   grpc::ServerUnaryReactor* ServerLive(
       grpc::CallbackServerContext* context,
@@ -118,6 +118,10 @@ class InferenceService final : public OrderedStreamCallbackService {
       grpc::CallbackServerContext* context,
       const inference::ModelStatisticsRequest* request,
       inference::ModelStatisticsResponse* response) override;
+  grpc::ServerUnaryReactor* RepositoryIndex(
+      grpc::CallbackServerContext* context,
+      const inference::RepositoryIndexRequest* request,
+      inference::RepositoryIndexResponse* response) override;
 
  private:
   // The outcome, and what to call once the reply has been sent (it gives
@@ -145,26 +149,22 @@ class InferenceService final : public OrderedStreamCallbackService {
   absl::Status PrepareJob(const inference::ModelInferRequest& request,
                           inference::ModelInferResponse& response,
                           std::chrono::system_clock::time_point deadline,
-                          bool streamed, InferJob& job, int64_t* reserved);
+                          bool streamed, ServedModel& model, InferJob& job,
+                          int64_t* reserved);
   // Takes `bytes` from the budget unless it would go beyond it while
   // something else is held.
   bool TryReserve(int64_t bytes);
 
-  const reluserve::ModelConfig model_;
-  const Scheduler::Options scheduling_;
   const InferenceLimits limits_;  // defaults resolved
-  const std::shared_ptr<const LinearRelu> layer_;
-  InferenceStatistics statistics_;
   InferMessagePool message_pool_;
   AccessLog* const access_log_;
-  const std::unique_ptr<DeadReluMonitor> relu_monitor_;  // null: off
   std::atomic<bool> draining_{false};
   std::atomic<bool> not_ready_{false};
   std::atomic<int64_t> requests_in_flight_{0};
   std::atomic<int64_t> pending_bytes_{0};
-  // Declared last: destroyed first, while the rest is still alive for the
-  // jobs it finishes.
-  Scheduler scheduler_;
+  // Declared last: destroyed first (their schedulers finish their jobs),
+  // while the rest is still alive for those jobs.
+  const ServedModels models_;
 };
 
 }  // namespace reluserve

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "server/service/dead_relu_monitor.h"
+#include "server/runtime/dead_relu_monitor.h"
 #include "server/service/grpc_call_metrics.h"
 #include "server/service/statistics.h"
 

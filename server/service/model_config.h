@@ -6,27 +6,14 @@
 
 namespace reluserve {
 
-// What the service tells clients about the one model it serves, and the
-// limits it enforces on requests for it.
+// How the server names one served model version and the batch limit it
+// enforces on requests for it; what the model takes and gives is its
+// signature's.
 struct ModelConfig {
   std::string name = "linear_relu";
   std::string version = "1";
-  int64_t in_features = 0;   // K
-  int64_t out_features = 0;  // M
   int64_t max_batch = 4096;
 };
-
-// Tensor names of the contract (docs/api.md).
-inline constexpr char kInputX[] = "x";
-inline constexpr char kInputGradY[] = "grad_y";
-inline constexpr char kOutputY[] = "y";
-inline constexpr char kOutputGradX[] = "grad_x";
-inline constexpr char kOutputGradWeight[] = "grad_weight";
-inline constexpr char kOutputGradBias[] = "grad_bias";
-inline constexpr char kFp32[] = "FP32";
-inline constexpr char kBf16[] = "BF16";
-// Output parameter choosing an output's datatype ("FP32" or "BF16").
-inline constexpr char kDatatypeParameter[] = "datatype";
 
 }  // namespace reluserve
 

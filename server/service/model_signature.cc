@@ -1,6 +1,7 @@
 #include "server/service/model_signature.h"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace reluserve {
 namespace {
@@ -13,29 +14,24 @@ void FillDimsWithoutBatch(const TensorSpec& spec, Tensor* tensor) {
   }
 }
 
-}  // namespace
-
-ModelSignature SignatureOf(const ModelConfig& model) {
-  const int64_t k = model.in_features, m = model.out_features;
-  ModelSignature signature;
-  signature.inputs = {{kInputX, {-1, k}, false}, {kInputGradY, {-1, m}, true}};
-  signature.outputs = {{kOutputY, {-1, m}},
-                       {kOutputGradX, {-1, k}},
-                       {kOutputGradWeight, {m, k}},
-                       {kOutputGradBias, {m}}};
-  return signature;
+inference::DataType ConfigDataType(Precision precision) {
+  return precision == Precision::kBFloat16 ? inference::TYPE_BF16
+                                           : inference::TYPE_FP32;
 }
 
-void FillModelMetadata(const ModelConfig& model,
+}  // namespace
+
+void FillModelMetadata(const ModelConfig& config,
+                       const std::vector<std::string>& versions,
+                       const ModelSignature& signature,
                        inference::ModelMetadataResponse* response) {
-  response->set_name(model.name);
-  response->add_versions(model.version);
+  response->set_name(config.name);
+  for (const std::string& version : versions) response->add_versions(version);
   response->set_platform(kPlatform);
-  const ModelSignature signature = SignatureOf(model);
   const auto add = [](const TensorSpec& spec, auto* tensors) {
     auto* tensor = tensors->Add();
     tensor->set_name(spec.name);
-    tensor->set_datatype(kFp32);
+    tensor->set_datatype(DatatypeName(spec.datatypes.front()));
     for (int64_t dim : spec.shape) tensor->add_shape(dim);
   };
   for (const TensorSpec& spec : signature.inputs) {
@@ -46,32 +42,31 @@ void FillModelMetadata(const ModelConfig& model,
   }
 }
 
-void FillModelConfig(const ModelConfig& model,
+void FillModelConfig(const ModelConfig& config, const ModelSignature& signature,
                      const Scheduler::Options& scheduling,
-                     inference::ModelConfig* config) {
-  config->set_name(model.name);
-  config->set_platform(kPlatform);
-  config->set_backend("reluserve");
-  config->set_max_batch_size(
-      static_cast<int32_t>(std::min<int64_t>(model.max_batch, INT32_MAX)));
-  const ModelSignature signature = SignatureOf(model);
+                     inference::ModelConfig* model_config) {
+  model_config->set_name(config.name);
+  model_config->set_platform(kPlatform);
+  model_config->set_backend(kBackend);
+  model_config->set_max_batch_size(
+      static_cast<int32_t>(std::min<int64_t>(config.max_batch, INT32_MAX)));
   for (const TensorSpec& spec : signature.inputs) {
-    inference::ModelInput* input = config->add_input();
+    inference::ModelInput* input = model_config->add_input();
     input->set_name(spec.name);
-    input->set_data_type(inference::TYPE_FP32);
+    input->set_data_type(ConfigDataType(spec.datatypes.front()));
     input->set_optional(spec.optional);
     FillDimsWithoutBatch(spec, input);
   }
   for (const TensorSpec& spec : signature.outputs) {
-    inference::ModelOutput* output = config->add_output();
+    inference::ModelOutput* output = model_config->add_output();
     output->set_name(spec.name);
-    output->set_data_type(inference::TYPE_FP32);
+    output->set_data_type(ConfigDataType(spec.datatypes.front()));
     FillDimsWithoutBatch(spec, output);
   }
   if (scheduling.compute_threads > 0 &&
       scheduling.max_batch_delay.count() > 0) {
     inference::ModelDynamicBatching* batching =
-        config->mutable_dynamic_batching();
+        model_config->mutable_dynamic_batching();
     batching->set_max_queue_delay_microseconds(
         static_cast<uint64_t>(scheduling.max_batch_delay.count()));
     if (scheduling.preferred_batch_rows > 0) {

@@ -25,7 +25,8 @@ namespace reluserve {
 // synchronous API (tests check has_synchronous_methods()).
 namespace ordered_stream_internal {
 using Oip = inference::GRPCInferenceService;
-using Config = Oip::WithCallbackMethod_ModelConfig<Oip::Service>;
+using Index = Oip::WithCallbackMethod_RepositoryIndex<Oip::Service>;
+using Config = Oip::WithCallbackMethod_ModelConfig<Index>;
 using Statistics = Oip::WithCallbackMethod_ModelStatistics<Config>;
 using Stream = Oip::WithRawCallbackMethod_ModelStreamInfer<Statistics>;
 using Infer = Oip::WithCallbackMethod_ModelInfer<Stream>;

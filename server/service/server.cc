@@ -21,13 +21,6 @@
 namespace reluserve {
 namespace {
 
-// Room for names, shapes, ids and parameters around the tensor bytes.
-constexpr int64_t kEnvelopeBytes = 1 << 20;
-
-int ClampToInt(int64_t bytes) {
-  return static_cast<int>(std::min<int64_t>(bytes, INT_MAX));
-}
-
 // Says what to do instead of gRPC's raw error dump, which names the cause
 // deep inside a nested description.
 absl::Status BindError(const std::string& address, int port,
@@ -65,44 +58,30 @@ absl::Status BindError(const std::string& address, int port,
 
 }  // namespace
 
-absl::Status CheckMessageLimits(const ModelConfig& model) {
-  // The larger of the two messages per row and per model, as MaxSendBytes.
-  const int64_t per_row = (model.in_features + model.out_features) * 4;
-  const int64_t per_model = (model.in_features + 1) * model.out_features * 4;
-  const int64_t room = int64_t{INT_MAX} - per_model - kEnvelopeBytes;
-  const int64_t largest_batch = room > 0 ? room / per_row : 0;
-  if (model.max_batch <= largest_batch) return absl::OkStatus();
-  if (largest_batch < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "a model with K=", model.in_features, " and M=", model.out_features,
-        " does not fit in gRPC's 2 GiB message limit at any batch size"));
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--max-batch ", model.max_batch, " needs messages above gRPC's 2 GiB ",
-      "limit for K=", model.in_features, ", M=", model.out_features,
-      ": the largest batch that fits is ", largest_batch));
-}
-
-int MaxReceiveBytes(const ModelConfig& model) {
-  const int64_t tensors =
-      model.max_batch * (model.in_features + model.out_features) * 4;
-  return ClampToInt(tensors + kEnvelopeBytes);
-}
-
-int MaxSendBytes(const ModelConfig& model) {
-  const int64_t per_row = (model.in_features + model.out_features) * 4;
-  const int64_t per_model = (model.in_features + 1) * model.out_features * 4;
-  return ClampToInt(model.max_batch * per_row + per_model + kEnvelopeBytes);
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(
+    Options options, std::shared_ptr<const Model> model) {
+  ServedModelSpec spec{options.model, std::move(model), options.scheduling};
+  std::vector<ServedModelSpec> models;
+  models.push_back(std::move(spec));
+  return Start(std::move(options), std::move(models));
 }
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
-    Options options, std::shared_ptr<const LinearRelu> layer) {
-  if (absl::Status fits = CheckMessageLimits(options.model); !fits.ok()) {
-    return fits;
+    Options options, std::vector<ServedModelSpec> models) {
+  if (models.empty()) {
+    return absl::InvalidArgumentError("no model to serve");
   }
   std::unique_ptr<Server> server(new Server());
+  for (const ServedModelSpec& model : models) {
+    if (absl::Status fits = CheckMessageLimits(model); !fits.ok()) {
+      return fits;
+    }
+    server->max_receive_bytes_ =
+        std::max(server->max_receive_bytes_, MaxReceiveBytes(model));
+    server->max_send_bytes_ =
+        std::max(server->max_send_bytes_, MaxSendBytes(model));
+  }
   server->options_ = std::move(options);
-  const ModelConfig& model = server->options_.model;
   InferenceMonitoring monitoring;
   monitoring.dead_relu = server->options_.dead_relu;
   if (!server->options_.access_log.empty()) {
@@ -113,10 +92,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     monitoring.access_log = server->access_log_.get();
   }
   server->service_ = std::make_unique<InferenceService>(
-      model, std::move(layer), server->options_.scheduling,
-      server->options_.limits, monitoring);
-  server->max_receive_bytes_ = MaxReceiveBytes(model);
-  server->max_send_bytes_ = MaxSendBytes(model);
+      std::move(models), server->options_.limits, monitoring);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -217,7 +193,7 @@ __attribute__((no_sanitize("vptr"))) void Server::OnListenerFailure(
 std::string Server::address() const { return HostPort(options_.host, port_); }
 
 std::string Server::RenderMetrics() const {
-  return reluserve::RenderMetrics({service_->Metrics()}, calls_);
+  return reluserve::RenderMetrics(service_->Metrics(), calls_);
 }
 
 void Server::Shutdown(std::chrono::system_clock::time_point deadline) {

@@ -10,13 +10,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/host_port.h"
-#include "server/core/linear_relu.h"
+#include "server/core/model.h"
+#include "server/runtime/scheduler.h"
 #include "server/service/access_log.h"
 #include "server/service/grpc_call_metrics.h"
 #include "server/service/inference_service.h"
 #include "server/service/metrics_endpoint.h"
 #include "server/service/model_config.h"
-#include "server/service/scheduler.h"
+#include "server/service/served_model.h"
 
 namespace grpc {
 class HealthCheckServiceInterface;
@@ -37,9 +38,12 @@ class Server {
   struct Options {
     std::string host = "127.0.0.1";
     int port = 8001;  // 0 picks a free port; see port()
+    // The name, version and batch limit of a single model (Start with one
+    // model) and how it is scheduled.
     ModelConfig model;
     Scheduler::Options scheduling;
-    // Stream and memory bounds; max_send_bytes 0 is MaxSendBytes(model).
+    // Stream and memory bounds; max_send_bytes 0 is the largest
+    // MaxSendBytes of the models.
     InferenceLimits limits;
     // GET /metrics (Prometheus) on metrics_host (empty: `host`) and
     // metrics_port; 0 picks a free port, -1 turns the endpoint (and the
@@ -69,10 +73,15 @@ class Server {
     std::chrono::milliseconds idle_call_grace{2000};
   };
 
-  // Binds and starts serving. Fails (without serving anything) when the
-  // address is busy or cannot be bound.
+  // Binds and starts serving `models`. Fails (without serving anything)
+  // when there is none, a model's messages would not fit gRPC's limit, or
+  // the address is busy or cannot be bound.
   static absl::StatusOr<std::unique_ptr<Server>> Start(
-      Options options, std::shared_ptr<const LinearRelu> layer);
+      Options options, std::vector<ServedModelSpec> models);
+  // One model, named and scheduled as options.model and options.scheduling
+  // say.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      Options options, std::shared_ptr<const Model> model);
 
   ~Server();
 
@@ -114,15 +123,6 @@ class Server {
   std::atomic<bool> listener_failed_{false};
   grpc::HealthCheckServiceInterface* health_ = nullptr;  // grpc_server_'s
 };
-
-// InvalidArgument, naming the largest batch that fits, when the messages
-// for `model`'s largest batch would exceed gRPC's 2 GiB message limit.
-absl::Status CheckMessageLimits(const ModelConfig& model);
-
-// Message limits that fit the largest batch of `model`, with room for the
-// protocol's own fields.
-int MaxReceiveBytes(const ModelConfig& model);
-int MaxSendBytes(const ModelConfig& model);
 
 }  // namespace reluserve
 

@@ -9,11 +9,10 @@
 
 #include "absl/status/status.h"
 #include "grpc_service.pb.h"
+#include "server/runtime/infer_job.h"
 #include "server/service/prometheus_text.h"
 
 namespace reluserve {
-
-using Nanoseconds = std::chrono::nanoseconds;
 
 // Why a request for a served model failed, in Triton's metric labels
 // (nv_inference_request_failure{reason}).
@@ -36,16 +35,11 @@ FailureReason FailureReasonOf(const absl::Status& status);
 // are lock-free, the per-batch-size map takes a mutex once per execution.
 class InferenceStatistics {
  public:
-  struct RequestPhases {
-    Nanoseconds queue{0};
-    Nanoseconds compute_input{0};
-    Nanoseconds compute_infer{0};
-    Nanoseconds compute_output{0};
-  };
+  using RequestPhases = reluserve::RequestPhases;
 
   InferenceStatistics();
 
-  // `backward`: the request had grad_y.
+  // `backward`: the request asked for the backward pass.
   void RecordSuccess(int64_t rows, Nanoseconds total,
                      const RequestPhases& phases, bool backward);
   void RecordFailure(Nanoseconds total, FailureReason reason);

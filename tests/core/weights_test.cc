@@ -208,6 +208,25 @@ TEST_F(WeightsFileTest, PrefixSelectsLayerInTwoLayerFile) {
   EXPECT_EQ(fc2->bias, (std::vector<float>{9}));
 }
 
+TEST_F(WeightsFileTest, LoadsLinearWithoutBiasAsEmptyBias) {
+  const std::string header =
+      R"({"fc.weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}})";
+  const std::string path =
+      WriteFile(Safetensors(header, FloatBytes({1, 2, 3, 4, 5, 6})));
+  absl::StatusOr<LinearWeights> loaded = LoadSafetensors(path, "fc.");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->weight, (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  EXPECT_TRUE(loaded->bias.empty());
+
+  // And back: no bias tensor is written.
+  const std::string copy = PathFor("copy.safetensors");
+  ASSERT_TRUE(WriteSafetensors(copy, *loaded).ok());
+  absl::StatusOr<LinearWeights> reloaded = LoadSafetensors(copy);
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  ExpectSameWeights(*reloaded, *loaded);
+  EXPECT_EQ(fs::file_size(copy) % 8, 0u);
+}
+
 TEST_F(WeightsFileTest, LoadsUnpaddedHeaderAndUnalignedData) {
   // kGoodHeader is not a multiple of 8 long; the data must still load.
   const std::string path = WriteFile(Safetensors(kGoodHeader, GoodData()));
@@ -442,10 +461,11 @@ TEST_F(WeightsFileTest, RefusesOverlappingTensors) {
 }
 
 TEST_F(WeightsFileTest, RefusesMissingTensorAndListsWhatIsThere) {
+  // The bias is optional (bias=False); the weight is not.
   const std::string header =
-      R"({"weight":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
-      R"("other":{"dtype":"F32","shape":[2],"data_offsets":[24,32]}})";
-  EXPECT_TRUE(Refuses(header, GoodData(), "missing tensor 'bias'"));
+      R"({"other":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
+      R"("bias":{"dtype":"F32","shape":[2],"data_offsets":[24,32]}})";
+  EXPECT_TRUE(Refuses(header, GoodData(), "missing tensor 'weight'"));
   EXPECT_TRUE(Refuses(header, GoodData(), "other"));
 }
 

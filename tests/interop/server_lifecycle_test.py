@@ -116,7 +116,8 @@ class RefusedStartTest(unittest.TestCase):
     def test_impossible_max_batch(self):
         # K = 3072, M = 100: about 169k rows fit in gRPC's 2 GiB message.
         self.assertRefused(["--max-batch", 16777216],
-                           "--max-batch 16777216 needs messages above gRPC's 2 GiB",
+                           "a maximum batch of 16777216 for model 'linear_relu' "
+                           "version 1 needs messages above gRPC's 2 GiB",
                            "the largest batch that fits is ")
 
 

@@ -89,14 +89,9 @@ INSTANTIATE_TEST_SUITE_P(AllSchedulings, ServiceTest, Schedulings(),
 
 // A draining service reports not ready and turns inference calls away.
 TEST(DrainingServiceTest, ReportsNotReadyAndRefusesInference) {
-  LinearWeights weights = MakeDefaultWeights(kIn, kOut, 1);
-  absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
-      LinearRelu::Create(weights);
-  ASSERT_TRUE(layer.ok());
-  ModelConfig model;
-  model.in_features = kIn;
-  model.out_features = kOut;
-  InferenceService service(model, std::move(*layer), Scheduler::Options{});
+  std::vector<ServedModelSpec> models(1);
+  models[0].model = testing::SingleLayerModel(MakeDefaultWeights(kIn, kOut, 1));
+  InferenceService service(std::move(models));
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),

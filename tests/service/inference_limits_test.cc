@@ -17,9 +17,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/core/weights.h"
+#include "server/runtime/request_validation.h"
+#include "server/service/grpc_request.h"
 #include "server/service/inference_service.h"
-#include "server/service/request_validation.h"
 #include "server/service/server.h"
+#include "tests/support/model_testing.h"
 #include "tests/support/naive_reference.h"
 #include "tests/support/service_testing.h"
 
@@ -129,26 +131,35 @@ ModelInferRequest Bf16Request(int64_t rows, int64_t in, int64_t out,
   return request;
 }
 
-ModelConfig ModelOf(int64_t in, int64_t out, int64_t max_batch) {
-  ModelConfig model;
-  model.in_features = in;
-  model.out_features = out;
-  model.max_batch = max_batch;
+ServedModelSpec ModelOf(int64_t in, int64_t out, int64_t max_batch) {
+  ServedModelSpec model;
+  model.config.max_batch = max_batch;
+  model.model = testing::SingleLayerModel(MakeDefaultWeights(in, out, 1));
   return model;
+}
+
+// What the service computes before it allocates: the exact reply size.
+absl::StatusOr<int64_t> ReplyBytes(const ModelInferRequest& request,
+                                   const ServedModelSpec& model) {
+  absl::StatusOr<InferenceRequest> neutral = FromModelInferRequest(request);
+  if (!neutral.ok()) return neutral.status();
+  absl::StatusOr<ValidatedRequest> validated = ValidateRequest(
+      *neutral, model.model->signature(), model.config.max_batch);
+  if (!validated.ok()) return validated.status();
+  return ResponseBytes(*validated, model.model->signature(), model.config.name,
+                       model.config.version, request.id());
 }
 
 // The id that makes the reply to `request` exactly `bytes` long, as a
 // unary response or in a stream's wrapper; empty if no id does.
-std::string IdForReplyBytes(ModelInferRequest request, const ModelConfig& model,
-                            int64_t bytes, bool streamed) {
+std::string IdForReplyBytes(ModelInferRequest request,
+                            const ServedModelSpec& model, int64_t bytes,
+                            bool streamed) {
   for (int64_t length = 0; length <= bytes; ++length) {
     request.set_id(std::string(length, 'i'));
-    absl::StatusOr<ValidatedInferRequest> validated =
-        ValidateInferRequest(request, model);
-    if (!validated.ok()) return "";
-    const int64_t reply = streamed
-                              ? StreamResponseBytes(validated->response_bytes)
-                              : validated->response_bytes;
+    absl::StatusOr<int64_t> unary = ReplyBytes(request, model);
+    if (!unary.ok()) return "";
+    const int64_t reply = streamed ? StreamResponseBytes(*unary) : *unary;
     if (reply == bytes) return request.id();
     if (reply > bytes) return "";
     // Jump close to the answer: the id's length is what grows the reply.
@@ -157,10 +168,10 @@ std::string IdForReplyBytes(ModelInferRequest request, const ModelConfig& model,
   return "";
 }
 
-// ValidateInferRequest knows the exact size of each reply before anything
-// is computed: checked against the replies the service really sends.
+// The service knows the exact size of each reply before anything is
+// computed: checked against the replies it really sends.
 TEST_P(ServiceTest, ReplySizeIsKnownExactlyBeforeCompute) {
-  const ModelConfig model = ModelOf(kIn, kOut, 4096);
+  const ServedModelSpec model = ModelOf(kIn, kOut, 4096);
   std::vector<std::pair<std::string, ModelInferRequest>> cases;
   cases.emplace_back("forward", Request(3, false));
   cases.emplace_back("forward and backward", Request(200, true));
@@ -181,15 +192,12 @@ TEST_P(ServiceTest, ReplySizeIsKnownExactlyBeforeCompute) {
       .set_string_param("FP32");
   cases.emplace_back("BF16 with an FP32 output", mixed);
   for (const auto& [name, request] : cases) {
-    absl::StatusOr<ValidatedInferRequest> validated =
-        ValidateInferRequest(request, model);
-    ASSERT_TRUE(validated.ok()) << name << ": " << validated.status();
+    absl::StatusOr<int64_t> bytes = ReplyBytes(request, model);
+    ASSERT_TRUE(bytes.ok()) << name << ": " << bytes.status();
     ModelInferResponse response;
     const grpc::Status status = Infer(request, &response);
     ASSERT_TRUE(status.ok()) << name << ": " << status.error_message();
-    EXPECT_EQ(validated->response_bytes,
-              static_cast<int64_t>(response.ByteSizeLong()))
-        << name;
+    EXPECT_EQ(*bytes, static_cast<int64_t>(response.ByteSizeLong())) << name;
   }
 }
 
@@ -210,7 +218,7 @@ uint64_t ExecutionCount(inference::GRPCInferenceService::Stub& stub) {
 TEST_P(ServiceTest, ReplyAboveTheSendLimitIsRefusedBeforeCompute) {
   constexpr int64_t kMaxBatch = 8;
   StartServer(kIn, kOut, kMaxBatch);
-  const ModelConfig model = ModelOf(kIn, kOut, kMaxBatch);
+  const ServedModelSpec model = ModelOf(kIn, kOut, kMaxBatch);
   const int64_t limit = server_->max_send_bytes();
   ModelInferRequest request = Bf16Request(kMaxBatch, kIn, kOut, "FP32");
 
@@ -245,7 +253,7 @@ TEST_P(ServiceTest, ReplyAboveTheSendLimitIsRefusedBeforeCompute) {
 TEST_P(ServiceTest, StreamAnswersAReplyAboveTheSendLimitAndGoesOn) {
   constexpr int64_t kMaxBatch = 8;
   StartServer(kIn, kOut, kMaxBatch);
-  const ModelConfig model = ModelOf(kIn, kOut, kMaxBatch);
+  const ServedModelSpec model = ModelOf(kIn, kOut, kMaxBatch);
   const int64_t limit = server_->max_send_bytes();
   ModelInferRequest fits = Bf16Request(kMaxBatch, kIn, kOut, "FP32");
   fits.set_id(IdForReplyBytes(fits, model, limit, /*streamed=*/true));
@@ -300,12 +308,12 @@ INSTANTIATE_TEST_SUITE_P(AllSchedulings, ServiceTest, Schedulings(),
 struct LimitedServer {
   LimitedServer(int64_t in, int64_t out, const InferenceLimits& limits,
                 const Scheduler::Options& scheduling = {}) {
-    absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
-        LinearRelu::Create(MakeDefaultWeights(in, out, 1));
-    if (!layer.ok()) throw std::runtime_error(layer.status().ToString());
     model = ModelOf(in, out, 4096);
-    service = std::make_unique<InferenceService>(model, std::move(*layer),
-                                                 scheduling, limits);
+    model.scheduling = scheduling;
+    in_features = in;
+    out_features = out;
+    service = std::make_unique<InferenceService>(
+        std::vector<ServedModelSpec>{model}, limits);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
@@ -331,14 +339,15 @@ struct LimitedServer {
     ModelInferRequest request;
     request.set_model_name("linear_relu");
     request.set_id(id);
-    AddInput(request, "x", {rows, model.in_features},
-             RandomValues(rows * model.in_features, rows));
-    AddInput(request, "grad_y", {rows, model.out_features},
-             RandomValues(rows * model.out_features, rows + 1));
+    AddInput(request, "x", {rows, in_features},
+             RandomValues(rows * in_features, rows));
+    AddInput(request, "grad_y", {rows, out_features},
+             RandomValues(rows * out_features, rows + 1));
     return request;
   }
 
-  ModelConfig model;
+  ServedModelSpec model;
+  int64_t in_features = 0, out_features = 0;
   std::unique_ptr<InferenceService> service;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<inference::GRPCInferenceService::Stub> stub;

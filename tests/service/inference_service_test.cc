@@ -74,7 +74,8 @@ TEST_P(ServiceTest, ServerMetadataNamesTheServer) {
   EXPECT_FALSE(response.version().empty());
   EXPECT_EQ(std::vector<std::string>(response.extensions().begin(),
                                      response.extensions().end()),
-            (std::vector<std::string>{"statistics", "model_configuration"}));
+            (std::vector<std::string>{"statistics", "model_configuration",
+                                      "model_repository"}));
 }
 
 TEST_P(ServiceTest, ModelMetadataDescribesTheContract) {
@@ -382,13 +383,8 @@ TEST_P(ServiceTest, MalformedRequestsGetTheContractStatus) {
 TEST_P(ServiceTest, SecondServerOnABusyPortFailsClearly) {
   Server::Options options;
   options.port = server_->port();
-  absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
-      LinearRelu::Create(weights_);
-  ASSERT_TRUE(layer.ok());
-  options.model.in_features = kIn;
-  options.model.out_features = kOut;
   absl::StatusOr<std::unique_ptr<Server>> second =
-      Server::Start(options, std::move(*layer));
+      Server::Start(options, testing::SingleLayerModel(weights_));
   ASSERT_FALSE(second.ok());
   EXPECT_NE(second.status().message().find(server_->address()),
             std::string::npos)

@@ -232,16 +232,11 @@ TEST_P(ServerMetricsOptionsTest, EndpointOffBindsNothing) {
 TEST_P(ServerMetricsOptionsTest, BusyMetricsPortFailsTheStartWithAMessage) {
   StartServer(HalfDeadWeights(),
               [](Server::Options& options) { options.metrics_port = 0; });
-  absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
-      LinearRelu::Create(weights_);
-  ASSERT_TRUE(layer.ok());
   Server::Options options;
   options.port = 0;
-  options.model.in_features = kIn;
-  options.model.out_features = kOut;
   options.metrics_port = server_->metrics_port();
   absl::StatusOr<std::unique_ptr<Server>> second =
-      Server::Start(options, std::move(*layer));
+      Server::Start(options, SingleLayerModel(weights_));
   ASSERT_FALSE(second.ok());
   EXPECT_NE(
       second.status().message().find("cannot listen for metrics on 127.0.0.1:" +

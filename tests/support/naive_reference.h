@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "server/core/sequential_model.h"
 #include "server/core/weights.h"
 
 namespace reluserve {
@@ -25,6 +26,19 @@ double ReferenceRelu(double pre_activation);
 // after it (g·W, gᵀ·x) follow IEEE arithmetic.
 ReferenceResult NaiveLinearRelu(const LinearWeights& weights, int64_t batch,
                                 const float* x, const float* grad_y);
+
+// A stack's forward and backward pass, all in double (activations between
+// layers too): y, grad_x and per layer grad_weight/grad_bias (empty for a
+// layer without a bias). `grad_y` may be null.
+struct ReferenceStackResult {
+  std::vector<double> y;
+  std::vector<double> grad_x;
+  std::vector<std::vector<double>> grad_weight, grad_bias;
+};
+
+ReferenceStackResult NaiveSequential(
+    const std::vector<SequentialLayerSpec>& layers, int64_t batch,
+    const float* x, const float* grad_y);
 
 }  // namespace reluserve
 

@@ -23,6 +23,7 @@
 #include "server/core/precision.h"
 #include "server/core/weights.h"
 #include "server/service/server.h"
+#include "tests/support/model_testing.h"
 #include "tests/support/tensor_testing.h"
 
 namespace reluserve::testing {
@@ -121,20 +122,15 @@ class ServiceTest : public ::testing::TestWithParam<Scheduling> {
   void StartServer(LinearWeights weights,
                    const std::function<void(Server::Options&)>& configure) {
     weights_ = std::move(weights);
-    absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
-        LinearRelu::Create(weights_);
-    if (!layer.ok()) throw std::runtime_error(layer.status().ToString());
     Server::Options options;
     options.host = "127.0.0.1";
     options.port = 0;
-    options.model.in_features = weights_.in_features;
-    options.model.out_features = weights_.out_features;
     options.model.max_batch = 4096;
     options.scheduling = GetParam().options;
     options.scheduling.max_batch_rows = 4096;
     if (configure) configure(options);
     absl::StatusOr<std::unique_ptr<Server>> server =
-        Server::Start(options, std::move(*layer));
+        Server::Start(options, SingleLayerModel(weights_));
     if (!server.ok()) throw std::runtime_error(server.status().ToString());
     server_ = std::move(*server);
     grpc::ChannelArguments args;

@@ -1,4 +1,4 @@
-#include "server/service/dead_relu_monitor.h"
+#include "server/runtime/dead_relu_monitor.h"
 
 #include <algorithm>
 #include <utility>
@@ -98,6 +98,24 @@ void DeadReluMonitor::CheckWarning(uint64_t rows_seen) {
         name_, snapshot.dead_units, snapshot.units, 100.0 * fraction,
         snapshot.window_rows, 100.0 * options_.warn_fraction);
   }
+}
+
+ReluMonitors::ReluMonitors(const std::vector<ReluLayer>& layers,
+                           const DeadReluMonitor::Options& options,
+                           const std::string& name) {
+  for (const ReluLayer& layer : layers) {
+    labels_.push_back(layer.label);
+    monitors_.push_back(std::make_unique<DeadReluMonitor>(
+        layer.units, options, name + " layer " + layer.label));
+  }
+}
+
+std::vector<ReluMonitors::Layer> ReluMonitors::Read() const {
+  std::vector<Layer> layers;
+  for (size_t i = 0; i < monitors_.size(); ++i) {
+    layers.push_back({labels_[i], monitors_[i]->Read()});
+  }
+  return layers;
 }
 
 }  // namespace reluserve

@@ -1,10 +1,13 @@
-#ifndef RELUSERVE_SERVER_SERVICE_DEAD_RELU_MONITOR_H_
-#define RELUSERVE_SERVER_SERVICE_DEAD_RELU_MONITOR_H_
+#ifndef RELUSERVE_SERVER_RUNTIME_DEAD_RELU_MONITOR_H_
+#define RELUSERVE_SERVER_RUNTIME_DEAD_RELU_MONITOR_H_
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "server/core/model.h"
 
 namespace reluserve {
 
@@ -64,6 +67,31 @@ class DeadReluMonitor {
   std::atomic<bool> warned_{false};
 };
 
+// One monitor per ReLU layer of a model, fed as the model computes.
+//
+// Thread safety: as DeadReluMonitor's.
+class ReluMonitors final : public ActivationObserver {
+ public:
+  // `name` prefixes each layer's log name, e.g. "model linear_relu v1".
+  ReluMonitors(const std::vector<ReluLayer>& layers,
+               const DeadReluMonitor::Options& options,
+               const std::string& name);
+
+  void Observe(size_t relu, const float* values, int64_t rows) override {
+    monitors_[relu]->Observe(values, rows);
+  }
+
+  struct Layer {
+    std::string label;
+    DeadReluMonitor::Snapshot snapshot;
+  };
+  std::vector<Layer> Read() const;
+
+ private:
+  std::vector<std::string> labels_;
+  std::vector<std::unique_ptr<DeadReluMonitor>> monitors_;
+};
+
 }  // namespace reluserve
 
-#endif  // RELUSERVE_SERVER_SERVICE_DEAD_RELU_MONITOR_H_
+#endif  // RELUSERVE_SERVER_RUNTIME_DEAD_RELU_MONITOR_H_

@@ -1,27 +1,26 @@
-#ifndef RELUSERVE_SERVER_SERVICE_SCHEDULER_H_
-#define RELUSERVE_SERVER_SERVICE_SCHEDULER_H_
+#ifndef RELUSERVE_SERVER_RUNTIME_SCHEDULER_H_
+#define RELUSERVE_SERVER_RUNTIME_SCHEDULER_H_
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-#include "server/core/linear_relu.h"
-#include "server/service/dead_relu_monitor.h"
-#include "server/service/infer_job.h"
-#include "server/service/statistics.h"
+#include "server/core/model.h"
+#include "server/runtime/infer_job.h"
 
 namespace reluserve {
 
-// Runs inference jobs on the core: inline on the submitting (gRPC) thread,
-// or on a pool of compute threads behind a bounded queue, where concurrent
-// forward-only requests may be merged into one oneDNN call (dynamic
-// batching). A request with grad_y always runs alone: its grad_weight and
-// grad_bias are sums over its own rows only.
+// Runs inference jobs on a model: inline on the submitting (front end's)
+// thread, or on a pool of compute threads behind a bounded queue, where
+// concurrent forward-only requests may be merged into one model run
+// (dynamic batching). A backward request always runs alone: its parameter
+// gradients are sums over its own rows only.
 //
 // Thread safety: Submit() may be called from any number of threads.
 class Scheduler {
@@ -41,11 +40,17 @@ class Scheduler {
     int64_t max_batch_rows = 4096;
   };
 
-  // `relu_monitor` (may be null: monitoring off) sees every successful
-  // execution's outputs; both pointers outlive the scheduler.
-  Scheduler(const Options& options, std::shared_ptr<const LinearRelu> layer,
-            InferenceStatistics* statistics,
-            DeadReluMonitor* relu_monitor = nullptr);
+  // Called after every model run with its rows and phases (one run may
+  // serve several requests).
+  using ExecutionRecorder = std::function<void(
+      int64_t rows, Nanoseconds compute_input, Nanoseconds compute_infer,
+      Nanoseconds compute_output)>;
+
+  // `observer` (may be null: monitoring off) sees the activations of every
+  // run; it outlives the scheduler.
+  Scheduler(const Options& options, std::shared_ptr<const Model> model,
+            ExecutionRecorder record_execution,
+            ActivationObserver* observer = nullptr);
   // Finishes the batches being computed, answers jobs still queued with
   // UNAVAILABLE and joins the compute threads.
   ~Scheduler();
@@ -71,9 +76,9 @@ class Scheduler {
   static void Finish(std::unique_ptr<InferJob> job, const absl::Status& status);
 
   const Options options_;
-  const std::shared_ptr<const LinearRelu> layer_;
-  InferenceStatistics* const statistics_;
-  DeadReluMonitor* const relu_monitor_;
+  const std::shared_ptr<const Model> model_;
+  const ExecutionRecorder record_execution_;
+  ActivationObserver* const observer_;
 
   std::mutex mutex_;
   std::condition_variable queued_;
@@ -84,4 +89,4 @@ class Scheduler {
 
 }  // namespace reluserve
 
-#endif  // RELUSERVE_SERVER_SERVICE_SCHEDULER_H_
+#endif  // RELUSERVE_SERVER_RUNTIME_SCHEDULER_H_

@@ -1,4 +1,4 @@
-#include "server/core/linear_relu.h"
+#include "server/core/linear_layer.h"
 
 #include <gtest/gtest.h>
 
@@ -35,10 +35,10 @@ LinearWeights RandomWeights(int64_t in_features, int64_t out_features,
 }
 
 // Throws on failure: gtest reports the exception as the test's failure.
-std::unique_ptr<LinearRelu> MakeLayer(const LinearWeights& weights,
-                                      LinearReluOptions options = {}) {
-  absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
-      LinearRelu::Create(weights, options);
+std::unique_ptr<LinearLayer> MakeLayer(const LinearWeights& weights,
+                                       LinearLayerOptions options = {}) {
+  absl::StatusOr<std::unique_ptr<LinearLayer>> layer =
+      LinearLayer::Create(weights, options);
   if (!layer.ok()) throw std::runtime_error(layer.status().ToString());
   return std::move(*layer);
 }
@@ -47,7 +47,7 @@ struct Outputs {
   std::vector<float> y, grad_x, grad_weight, grad_bias;
 };
 
-Outputs RunForwardBackward(const LinearRelu& layer, int64_t batch,
+Outputs RunForwardBackward(const LinearLayer& layer, int64_t batch,
                            const std::vector<float>& x,
                            const std::vector<float>& grad_y) {
   const int64_t k = layer.in_features(), m = layer.out_features();
@@ -297,7 +297,7 @@ class LinearReluNonFinite : public ::testing::TestWithParam<Precision> {
  protected:
   // ForwardBackward on FP32 `x` and `grad_y`, rounded to bfloat16 first
   // when the parameter says so.
-  Outputs Run(const LinearRelu& layer, int64_t batch,
+  Outputs Run(const LinearLayer& layer, int64_t batch,
               const std::vector<float>& x, const std::vector<float>& grad_y) {
     if (GetParam() == Precision::kFloat32) {
       return RunForwardBackward(layer, batch, x, grad_y);
@@ -316,7 +316,7 @@ class LinearReluNonFinite : public ::testing::TestWithParam<Precision> {
   }
 
   // y alone, in the same precision.
-  std::vector<float> Forward(const LinearRelu& layer, int64_t batch,
+  std::vector<float> Forward(const LinearLayer& layer, int64_t batch,
                              const std::vector<float>& x) {
     std::vector<float> y(batch * layer.out_features());
     const absl::Status status =
@@ -514,7 +514,7 @@ TEST(LinearReluTest, ConcurrentCallersGetTheSameBitsAsSerialCalls) {
     }
   }
 
-  LinearReluOptions small_cache;
+  LinearLayerOptions small_cache;
   small_cache.max_cached_batch_sizes = 2;
   const auto layer = MakeLayer(weights, small_cache);
   constexpr int kThreads = 8, kRounds = 6;
@@ -543,7 +543,7 @@ TEST(LinearReluTest, ConcurrentCallersGetTheSameBitsAsSerialCalls) {
 
 TEST(LinearReluTest, EvictedBatchSizesAreRebuiltCorrectly) {
   const LinearWeights weights = RandomWeights(37, 13, 41);
-  LinearReluOptions options;
+  LinearLayerOptions options;
   options.max_cached_batch_sizes = 2;
   const auto layer = MakeLayer(weights, options);
   for (int64_t batch : {1, 2, 3, 4, 1, 3}) {
@@ -568,12 +568,12 @@ TEST(LinearReluTest, RejectsBadArguments) {
 
   LinearWeights mismatched = RandomWeights(37, 13, 1);
   mismatched.bias.pop_back();
-  EXPECT_EQ(LinearRelu::Create(mismatched).status().code(),
+  EXPECT_EQ(LinearLayer::Create(mismatched).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
 TEST(LinearReluTest, ReportsTheDispatchedIsa) {
-  EXPECT_NE(LinearRelu::CpuIsaName(), "unknown");
+  EXPECT_NE(LinearLayer::CpuIsaName(), "unknown");
 }
 
 }  // namespace

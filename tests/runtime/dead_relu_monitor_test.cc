@@ -1,4 +1,4 @@
-#include "server/service/dead_relu_monitor.h"
+#include "server/runtime/dead_relu_monitor.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
-#ifndef RELUSERVE_SERVER_CORE_LINEAR_RELU_H_
-#define RELUSERVE_SERVER_CORE_LINEAR_RELU_H_
+#ifndef RELUSERVE_SERVER_CORE_LINEAR_LAYER_H_
+#define RELUSERVE_SERVER_CORE_LINEAR_LAYER_H_
 
 #include <cstdint>
 #include <memory>
@@ -17,7 +17,9 @@
 
 namespace reluserve {
 
-struct LinearReluOptions {
+struct LinearLayerOptions {
+  // A ReLU after the Linear (the seed's block); false: y = x·Wᵀ + b.
+  bool relu = true;
   // OpenMP threads oneDNN may use inside one call. Concurrent callers each
   // open their own team, so more than 1 oversubscribes a small machine.
   int intra_op_threads = 1;
@@ -33,22 +35,26 @@ struct GradientOutputs {
   float* grad_bias = nullptr;    // [M], summed over the batch
 };
 
-// The layer y = max(0, x·Wᵀ + b) and its backward pass, on oneDNN.
+// One layer y = max(0, x·Wᵀ + b) (or without the max when `relu` is off)
+// and its backward pass, on oneDNN. A layer without a bias (empty
+// LinearWeights::bias) adds zeros and its grad_bias is never asked for.
 //
 // Thread safety: after Create(), every method may be called from any number
 // of threads at once. Primitives are shared between callers; each call brings
 // its own scratchpad (oneDNN's default scratchpad is not safe to share).
-class LinearRelu {
+class LinearLayer {
  public:
-  static absl::StatusOr<std::unique_ptr<LinearRelu>> Create(
-      const LinearWeights& weights, const LinearReluOptions& options = {});
+  static absl::StatusOr<std::unique_ptr<LinearLayer>> Create(
+      const LinearWeights& weights, const LinearLayerOptions& options = {});
 
-  LinearRelu(const LinearRelu&) = delete;
-  LinearRelu& operator=(const LinearRelu&) = delete;
-  ~LinearRelu();
+  LinearLayer(const LinearLayer&) = delete;
+  LinearLayer& operator=(const LinearLayer&) = delete;
+  ~LinearLayer();
 
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }
+  bool relu() const { return options_.relu; }
+  bool has_bias() const { return has_bias_; }
 
   // x: [batch, K] row-major, in `input` precision; y: [batch, M] row-major
   // FP32. With bfloat16 inputs oneDNN's bf16 kernels run (bf16 weights,
@@ -56,9 +62,15 @@ class LinearRelu {
   absl::Status Forward(int64_t batch, const void* x, Precision input,
                        float* y) const;
 
-  // The forward pass followed by the backward pass for upstream gradient
-  // grad_y [batch, M] (same precision as x). `y` may be null when the caller
-  // does not want it; gradients are FP32.
+  // The backward pass for upstream gradient grad_y [batch, M], in the same
+  // precision as x. `y` is this layer's output for x (from Forward); with a
+  // ReLU it masks the gradient, without one it is not read and may be null.
+  // Gradients are FP32.
+  absl::Status Backward(int64_t batch, const void* x, Precision input,
+                        const float* y, const void* grad_y,
+                        const GradientOutputs& gradients) const;
+
+  // Forward then Backward; `y` may be null when the caller does not want it.
   absl::Status ForwardBackward(int64_t batch, const void* x, const void* grad_y,
                                Precision input, float* y,
                                const GradientOutputs& gradients) const;
@@ -81,8 +93,9 @@ class LinearRelu {
   struct ForwardPrimitives;
   struct BackwardPrimitives;
 
-  LinearRelu(const LinearWeights& weights, const LinearReluOptions& options);
+  LinearLayer(const LinearWeights& weights, const LinearLayerOptions& options);
 
+  absl::Status CheckBatch(int64_t batch) const;
   std::shared_ptr<const ForwardPrimitives> BuildForward(int64_t batch,
                                                         Precision input) const;
   std::shared_ptr<const BackwardPrimitives> BuildBackward(
@@ -91,17 +104,17 @@ class LinearRelu {
   dnnl::memory WeightsIn(const dnnl::memory::desc& layout) const;
   void RunForward(int64_t batch, const void* x, Precision input,
                   float* y) const;
-  void RunBackward(int64_t batch, const void* x, const void* grad_y,
-                   Precision input, const float* y,
+  void RunBackward(int64_t batch, const void* x, Precision input,
+                   const float* y, const void* grad_y,
                    const GradientOutputs& gradients) const;
 
   const int64_t in_features_;
   const int64_t out_features_;
-  const LinearReluOptions options_;
-  dnnl::engine engine_;
+  const bool has_bias_;
+  const LinearLayerOptions options_;
   // Plain [M, K] weights: the source of every reordered copy.
   std::vector<float> plain_weight_;
-  std::vector<float> bias_;
+  std::vector<float> bias_;  // zeros without a bias
 
   mutable std::mutex weights_mutex_;
   // Guarded by weights_mutex_: one copy per layout a primitive asked for
@@ -115,4 +128,4 @@ class LinearRelu {
 
 }  // namespace reluserve
 
-#endif  // RELUSERVE_SERVER_CORE_LINEAR_RELU_H_
+#endif  // RELUSERVE_SERVER_CORE_LINEAR_LAYER_H_

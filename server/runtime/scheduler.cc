@@ -1,10 +1,11 @@
-#include "server/service/scheduler.h"
+#include "server/runtime/scheduler.h"
 
 #include <algorithm>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/bfloat16.h"
 
 namespace reluserve {
 namespace {
@@ -15,42 +16,56 @@ Nanoseconds Since(Clock::time_point start, Clock::time_point end) {
   return std::chrono::duration_cast<Nanoseconds>(end - start);
 }
 
-// Per-thread staging for merged batches, reused across calls.
+// Per-thread staging for merged batches, reused across calls: per signature
+// input the gathered rows, per signature output the merged results.
 struct BatchBuffers {
-  std::vector<uint8_t> x;
-  std::vector<float> y;
+  std::vector<std::vector<uint8_t>> inputs;
+  std::vector<std::vector<float>> outputs;
 };
-
-// Where y goes when a backward request did not ask for it but the dead-ReLU
-// monitor wants to see it.
-float* LocalActivations(size_t count) {
-  thread_local std::vector<float> activations;
-  if (activations.size() < count) activations.resize(count);
-  return activations.data();
-}
-
-// BF16 outputs: FP32 results into the response's bytes.
-void ConvertOutputs(const InferJob& job) {
-  for (const InferJob::Conversion& conversion : job.conversions) {
-    ToBfloat16(conversion.from, conversion.to, conversion.count);
-  }
-}
 
 BatchBuffers& LocalBatchBuffers() {
   thread_local BatchBuffers buffers;
   return buffers;
 }
 
+// BF16 outputs: FP32 results into the reply's bytes.
+void ConvertOutputs(const InferJob& job) {
+  for (const InferJob::Conversion& conversion : job.conversions) {
+    ToBfloat16(conversion.from, conversion.to, conversion.count);
+  }
+}
+
+int64_t ElementCount(const std::vector<int64_t>& shape) {
+  int64_t count = 1;
+  for (int64_t dim : shape) count *= dim;
+  return count;
+}
+
+// Whether `candidate` may share one model run with `front`: both forward,
+// row-wise, of one input precision and with the same inputs given.
+bool Mergeable(const ValidatedRequest& front,
+               const ValidatedRequest& candidate) {
+  if (candidate.backward || !candidate.row_wise ||
+      candidate.input_precision != front.input_precision) {
+    return false;
+  }
+  for (size_t i = 0; i < front.inputs.size(); ++i) {
+    if ((front.inputs[i] == nullptr) != (candidate.inputs[i] == nullptr)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
-Scheduler::Scheduler(const Options& options,
-                     std::shared_ptr<const LinearRelu> layer,
-                     InferenceStatistics* statistics,
-                     DeadReluMonitor* relu_monitor)
+Scheduler::Scheduler(const Options& options, std::shared_ptr<const Model> model,
+                     ExecutionRecorder record_execution,
+                     ActivationObserver* observer)
     : options_(options),
-      layer_(std::move(layer)),
-      statistics_(statistics),
-      relu_monitor_(relu_monitor) {
+      model_(std::move(model)),
+      record_execution_(std::move(record_execution)),
+      observer_(observer) {
   for (int i = 0; i < options_.compute_threads; ++i) {
     workers_.emplace_back([this] { WorkerLoop(); });
   }
@@ -111,22 +126,20 @@ bool Scheduler::NextBatch(Batch& batch) {
   if (stopping_) return false;
   batch.push_back(std::move(queue_.front()));
   queue_.pop_front();
-  if (!Batching() || batch.front()->validated.NeedsBackward()) return true;
+  const ValidatedRequest& front = batch.front()->validated;
+  if (!Batching() || front.backward || !front.row_wise) return true;
 
   const int64_t preferred = options_.preferred_batch_rows > 0
                                 ? options_.preferred_batch_rows
                                 : options_.max_batch_rows;
-  int64_t rows = batch.front()->validated.batch;
+  int64_t rows = front.batch;
   const Clock::time_point flush_at =
       batch.front()->enqueued + options_.max_batch_delay;
   while (true) {
-    // Oldest first; requests with grad_y stay queued for a batch of their
-    // own.
+    // Oldest first; backward requests stay queued for a run of their own.
     for (auto it = queue_.begin(); it != queue_.end() && rows < preferred;) {
-      const ValidatedInferRequest& candidate = (*it)->validated;
-      if (!candidate.NeedsBackward() &&
-          candidate.input_precision ==
-              batch.front()->validated.input_precision &&
+      const ValidatedRequest& candidate = (*it)->validated;
+      if (Mergeable(front, candidate) &&
           rows + candidate.batch <= options_.max_batch_rows) {
         rows += candidate.batch;
         batch.push_back(std::move(*it));
@@ -166,72 +179,97 @@ void Scheduler::Run(Batch& batch) {
 
 absl::Status Scheduler::RunAlone(InferJob& job) {
   // Inputs and outputs are the messages' own bytes: no copies.
-  const ValidatedInferRequest& request = job.validated;
-  float* y = job.y;
-  if (y == nullptr && relu_monitor_ != nullptr) {
-    y = LocalActivations(
-        static_cast<size_t>(request.batch * layer_->out_features()));
-  }
+  const ValidatedRequest& request = job.validated;
+  ModelRun run;
+  run.batch = request.batch;
+  run.input_precision = request.input_precision;
+  run.inputs = request.inputs;
+  run.outputs = job.outputs;
+  run.observer = observer_;
   const Clock::time_point start = Clock::now();
-  const absl::Status status =
-      request.NeedsBackward()
-          ? layer_->ForwardBackward(request.batch, request.x, request.grad_y,
-                                    request.input_precision, y, job.gradients)
-          : layer_->Forward(request.batch, request.x, request.input_precision,
-                            y);
+  const absl::Status status = model_->Run(run);
   const Clock::time_point computed = Clock::now();
-  if (status.ok()) {
-    if (relu_monitor_ != nullptr) relu_monitor_->Observe(y, request.batch);
-    ConvertOutputs(job);
-  }
+  if (status.ok()) ConvertOutputs(job);
   job.phases.compute_infer = Since(start, computed);
   job.phases.compute_output = Since(computed, Clock::now());
-  statistics_->RecordExecution(request.batch, Nanoseconds(0),
-                               job.phases.compute_infer,
-                               job.phases.compute_output);
+  record_execution_(request.batch, Nanoseconds(0), job.phases.compute_infer,
+                    job.phases.compute_output);
   return status;
 }
 
 void Scheduler::RunMerged(Batch& batch) {
-  const int64_t k = layer_->in_features(), m = layer_->out_features();
-  // NextBatch merges only requests of one input precision.
-  const Precision precision = batch.front()->validated.input_precision;
-  const size_t row_bytes = static_cast<size_t>(k) * ElementBytes(precision);
+  const ValidatedRequest& front = batch.front()->validated;
+  const size_t input_count = front.inputs.size();
+  const size_t output_count = batch.front()->outputs.size();
+  const size_t element_bytes = ElementBytes(front.input_precision);
   int64_t rows = 0;
   for (const auto& job : batch) rows += job->validated.batch;
 
   // Merging forces one copy in (gather) and one out (scatter).
   const Clock::time_point start = Clock::now();
   BatchBuffers& buffers = LocalBatchBuffers();
-  if (buffers.x.size() < rows * row_bytes) buffers.x.resize(rows * row_bytes);
-  if (buffers.y.size() < static_cast<size_t>(rows * m))
-    buffers.y.resize(rows * m);
-  uint8_t* x = buffers.x.data();
+  buffers.inputs.resize(std::max(buffers.inputs.size(), input_count));
+  buffers.outputs.resize(std::max(buffers.outputs.size(), output_count));
+  ModelRun run;
+  run.batch = rows;
+  run.input_precision = front.input_precision;
+  run.inputs.assign(input_count, nullptr);
+  run.outputs.assign(output_count, nullptr);
+  run.observer = observer_;
+  for (size_t i = 0; i < input_count; ++i) {
+    if (front.inputs[i] == nullptr) continue;
+    const size_t row_bytes =
+        static_cast<size_t>(ElementCount(front.input_shapes[i]) / front.batch) *
+        element_bytes;
+    std::vector<uint8_t>& gathered = buffers.inputs[i];
+    if (gathered.size() < rows * row_bytes) gathered.resize(rows * row_bytes);
+    uint8_t* to = gathered.data();
+    for (const auto& job : batch) {
+      const size_t bytes =
+          static_cast<size_t>(job->validated.batch) * row_bytes;
+      std::memcpy(to, job->validated.inputs[i], bytes);
+      to += bytes;
+    }
+    run.inputs[i] = gathered.data();
+  }
+  // Every output some request asked for, and its values per row.
+  std::vector<size_t> row_values(output_count, 0);
   for (const auto& job : batch) {
-    const size_t bytes = static_cast<size_t>(job->validated.batch) * row_bytes;
-    std::memcpy(x, job->validated.x, bytes);
-    x += bytes;
+    for (const ValidatedRequest::Output& output : job->validated.outputs) {
+      const auto index = static_cast<size_t>(output.index);
+      if (row_values[index] != 0) continue;
+      row_values[index] =
+          static_cast<size_t>(output.count / job->validated.batch);
+      std::vector<float>& merged = buffers.outputs[index];
+      const size_t values = static_cast<size_t>(rows) * row_values[index];
+      if (merged.size() < values) merged.resize(values);
+      run.outputs[index] = merged.data();
+    }
   }
   const Clock::time_point gathered = Clock::now();
-  const absl::Status status =
-      layer_->Forward(rows, buffers.x.data(), precision, buffers.y.data());
+  const absl::Status status = model_->Run(run);
   const Clock::time_point computed = Clock::now();
-  const float* y = buffers.y.data();
-  if (status.ok() && relu_monitor_ != nullptr) relu_monitor_->Observe(y, rows);
-  for (const auto& job : batch) {
-    const size_t count = static_cast<size_t>(job->validated.batch * m);
-    if (status.ok() && job->y != nullptr) {
-      std::memcpy(job->y, y, count * sizeof(float));
+  if (status.ok()) {
+    size_t row = 0;
+    for (const auto& job : batch) {
+      for (size_t index = 0; index < output_count; ++index) {
+        if (job->outputs[index] == nullptr) continue;
+        const size_t values =
+            static_cast<size_t>(job->validated.batch) * row_values[index];
+        std::memcpy(job->outputs[index],
+                    run.outputs[index] + row * row_values[index],
+                    values * sizeof(float));
+      }
       ConvertOutputs(*job);
+      row += static_cast<size_t>(job->validated.batch);
     }
-    y += count;
   }
   const Clock::time_point scattered = Clock::now();
 
   const Nanoseconds input = Since(start, gathered);
   const Nanoseconds infer = Since(gathered, computed);
   const Nanoseconds output = Since(computed, scattered);
-  statistics_->RecordExecution(rows, input, infer, output);
+  record_execution_(rows, input, infer, output);
   for (std::unique_ptr<InferJob>& job : batch) {
     job->phases.compute_input += input;
     job->phases.compute_infer = infer;

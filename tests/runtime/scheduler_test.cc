@@ -1,4 +1,4 @@
-#include "server/service/scheduler.h"
+#include "server/runtime/scheduler.h"
 
 #include <gtest/gtest.h>
 
@@ -8,6 +8,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "common/bfloat16.h"
+#include "server/core/sequential_model.h"
 #include "server/core/weights.h"
 #include "tests/support/naive_reference.h"
 #include "tests/support/tensor_testing.h"
@@ -25,7 +27,7 @@ constexpr int64_t kIn = 37, kOut = 13;
 struct TestRequest {
   std::vector<float> x, grad_y, y, grad_x, grad_weight, grad_bias;
   std::promise<absl::Status> outcome;
-  InferenceStatistics::RequestPhases phases;
+  RequestPhases phases;
 };
 
 // Blocks the thread that runs a job's `done` until released: pins a compute
@@ -58,10 +60,19 @@ class SchedulerTest : public ::testing::Test {
  protected:
   SchedulerTest() : weights_(MakeDefaultWeights(kIn, kOut, 3)) {
     weights_.bias = RandomValues(kOut, 4);
-    absl::StatusOr<std::unique_ptr<LinearRelu>> layer =
-        LinearRelu::Create(weights_);
-    if (!layer.ok()) throw std::runtime_error(layer.status().ToString());
-    layer_ = std::move(*layer);
+    SequentialLayerSpec layer;
+    layer.weights = weights_;
+    absl::StatusOr<std::unique_ptr<SequentialModel>> model =
+        SequentialModel::Create({layer});
+    if (!model.ok()) throw std::runtime_error(model.status().ToString());
+    model_ = std::move(*model);
+  }
+
+  // Counts the model runs, as the service's statistics do.
+  Scheduler::ExecutionRecorder Recorder() {
+    return [this](int64_t, Nanoseconds, Nanoseconds, Nanoseconds) {
+      executions_.fetch_add(1);
+    };
   }
 
   std::unique_ptr<TestRequest> NewRequest(int64_t batch, bool backward,
@@ -79,20 +90,25 @@ class SchedulerTest : public ::testing::Test {
   }
 
   std::unique_ptr<InferJob> JobFor(TestRequest& request, Gate* gate = nullptr) {
+    // The signature: x, grad_y; y, grad_x, grad_weight, grad_bias.
     auto job = std::make_unique<InferJob>();
-    job->validated.batch = static_cast<int64_t>(request.x.size()) / kIn;
-    job->validated.x = request.x.data();
-    job->validated.outputs = {{OutputTensor::kY}};
-    job->y = request.y.data();
+    const int64_t batch = static_cast<int64_t>(request.x.size()) / kIn;
+    job->validated.batch = batch;
+    job->validated.inputs = {request.x.data(), nullptr};
+    job->validated.input_shapes = {{batch, kIn}, {}};
+    job->validated.outputs = {
+        {0, Precision::kFloat32, {batch, kOut}, batch * kOut}};
+    job->outputs = {request.y.data(), nullptr, nullptr, nullptr};
     if (!request.grad_y.empty()) {
-      job->validated.grad_y = request.grad_y.data();
-      for (OutputTensor gradient :
-           {OutputTensor::kGradX, OutputTensor::kGradWeight,
-            OutputTensor::kGradBias}) {
-        job->validated.outputs.push_back({gradient});
+      job->validated.inputs[1] = request.grad_y.data();
+      job->validated.input_shapes[1] = {batch, kOut};
+      job->validated.backward = true;
+      job->validated.row_wise = false;
+      job->outputs = {request.y.data(), request.grad_x.data(),
+                      request.grad_weight.data(), request.grad_bias.data()};
+      for (int index = 1; index < 4; ++index) {
+        job->validated.outputs.push_back({index, Precision::kFloat32, {}, 0});
       }
-      job->gradients = {request.grad_x.data(), request.grad_weight.data(),
-                        request.grad_bias.data()};
     }
     job->done = [&request, gate](InferJob& finished,
                                  const absl::Status& status) {
@@ -116,19 +132,15 @@ class SchedulerTest : public ::testing::Test {
     }
   }
 
-  static uint64_t Executions(const InferenceStatistics& statistics) {
-    inference::ModelStatistics filled;
-    statistics.Fill(filled);
-    return filled.execution_count();
-  }
+  uint64_t Executions() const { return executions_.load(); }
 
   LinearWeights weights_;
-  std::shared_ptr<const LinearRelu> layer_;
-  InferenceStatistics statistics_;
+  std::shared_ptr<const SequentialModel> model_;
+  std::atomic<uint64_t> executions_{0};
 };
 
 TEST_F(SchedulerTest, InlineRunsOnTheCallersThread) {
-  Scheduler scheduler({}, layer_, &statistics_);
+  Scheduler scheduler({}, model_, Recorder());
   auto request = NewRequest(3, true, 1);
   std::future<absl::Status> outcome = request->outcome.get_future();
   scheduler.Submit(JobFor(*request));
@@ -143,7 +155,7 @@ TEST_F(SchedulerTest, MergedForwardRequestsAreSplitBackCorrectly) {
   options.compute_threads = 1;
   options.max_batch_delay = 2s;  // generous: the batch flushes on size
   options.preferred_batch_rows = 1 + 2 + 3 + 4 + 5 + 6;
-  Scheduler scheduler(options, layer_, &statistics_);
+  Scheduler scheduler(options, model_, Recorder());
   std::vector<std::unique_ptr<TestRequest>> requests;
   std::vector<std::future<absl::Status>> outcomes;
   for (int64_t rows = 1; rows <= 6; ++rows) {
@@ -153,7 +165,7 @@ TEST_F(SchedulerTest, MergedForwardRequestsAreSplitBackCorrectly) {
   for (auto& request : requests) scheduler.Submit(JobFor(*request));
   for (auto& outcome : outcomes) EXPECT_TRUE(outcome.get().ok());
   for (auto& request : requests) ExpectMatchesReference(*request);
-  EXPECT_EQ(Executions(statistics_), 1u) << "all six should share one call";
+  EXPECT_EQ(Executions(), 1u) << "all six should share one call";
 }
 
 TEST_F(SchedulerTest, MergedBfloat16RequestsAreSplitBackCorrectly) {
@@ -161,7 +173,7 @@ TEST_F(SchedulerTest, MergedBfloat16RequestsAreSplitBackCorrectly) {
   options.compute_threads = 1;
   options.max_batch_delay = 2s;
   options.preferred_batch_rows = 2 + 3 + 4;
-  Scheduler scheduler(options, layer_, &statistics_);
+  Scheduler scheduler(options, model_, Recorder());
   std::vector<std::unique_ptr<TestRequest>> requests;
   std::vector<std::vector<uint16_t>> inputs;
   std::vector<std::future<absl::Status>> outcomes;
@@ -175,18 +187,19 @@ TEST_F(SchedulerTest, MergedBfloat16RequestsAreSplitBackCorrectly) {
   for (size_t i = 0; i < requests.size(); ++i) {
     std::unique_ptr<InferJob> job = JobFor(*requests[i]);
     job->validated.input_precision = Precision::kBFloat16;
-    job->validated.x = inputs[i].data();
+    job->validated.inputs[0] = inputs[i].data();
     scheduler.Submit(std::move(job));
   }
   for (auto& outcome : outcomes) EXPECT_TRUE(outcome.get().ok());
-  EXPECT_EQ(Executions(statistics_), 1u);
+  EXPECT_EQ(Executions(), 1u);
   for (size_t i = 0; i < requests.size(); ++i) {
     const int64_t rows = static_cast<int64_t>(inputs[i].size()) / kIn;
     std::vector<float> alone(rows * kOut);
-    ASSERT_TRUE(layer_
-                    ->Forward(rows, inputs[i].data(), Precision::kBFloat16,
-                              alone.data())
-                    .ok());
+    ModelRun run{rows,
+                 Precision::kBFloat16,
+                 {inputs[i].data(), nullptr},
+                 {alone.data(), nullptr, nullptr, nullptr}};
+    ASSERT_TRUE(model_->Run(run).ok());
     std::vector<double> expected(alone.begin(), alone.end());
     EXPECT_LE(RelativeError(requests[i]->y, expected), 1e-5) << i;
   }
@@ -197,7 +210,7 @@ TEST_F(SchedulerTest, BackwardRequestsAreNeverMergedWithOthers) {
   options.compute_threads = 1;
   options.max_batch_delay = 50ms;
   options.preferred_batch_rows = 1000;  // never reached: flush on time
-  Scheduler scheduler(options, layer_, &statistics_);
+  Scheduler scheduler(options, model_, Recorder());
   std::vector<std::unique_ptr<TestRequest>> requests;
   std::vector<std::future<absl::Status>> outcomes;
   for (int i = 0; i < 6; ++i) {
@@ -209,14 +222,14 @@ TEST_F(SchedulerTest, BackwardRequestsAreNeverMergedWithOthers) {
   // grad_weight and grad_bias are each request's own sums.
   for (auto& request : requests) ExpectMatchesReference(*request);
   // Three backward calls alone, the three forward ones at most merged.
-  EXPECT_GE(Executions(statistics_), 4u);
+  EXPECT_GE(Executions(), 4u);
 }
 
 TEST_F(SchedulerTest, FullQueueAnswersUnavailableAtOnce) {
   Scheduler::Options options;
   options.compute_threads = 1;
   options.max_queue_size = 2;
-  Scheduler scheduler(options, layer_, &statistics_);
+  Scheduler scheduler(options, model_, Recorder());
   Gate gate;
   auto pinned = NewRequest(1, false, 30);
   scheduler.Submit(JobFor(*pinned, &gate));
@@ -243,7 +256,7 @@ TEST_F(SchedulerTest, LoneForwardRequestWaitsNoLongerThanTheDelay) {
   options.compute_threads = 1;
   options.max_batch_delay = 30ms;
   options.preferred_batch_rows = 1000;
-  Scheduler scheduler(options, layer_, &statistics_);
+  Scheduler scheduler(options, model_, Recorder());
   auto request = NewRequest(2, false, 40);
   std::future<absl::Status> outcome = request->outcome.get_future();
   scheduler.Submit(JobFor(*request));
@@ -258,7 +271,7 @@ TEST_F(SchedulerTest, LoneForwardRequestWaitsNoLongerThanTheDelay) {
 TEST_F(SchedulerTest, DeadlinePassedInTheQueueIsNotComputed) {
   Scheduler::Options options;
   options.compute_threads = 1;
-  Scheduler scheduler(options, layer_, &statistics_);
+  Scheduler scheduler(options, model_, Recorder());
   auto request = NewRequest(1, false, 50);
   std::future<absl::Status> outcome = request->outcome.get_future();
   std::unique_ptr<InferJob> job = JobFor(*request);
@@ -266,7 +279,7 @@ TEST_F(SchedulerTest, DeadlinePassedInTheQueueIsNotComputed) {
   scheduler.Submit(std::move(job));
   EXPECT_EQ(outcome.get().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(request->y, std::vector<float>(kOut, -1.0f)) << "was computed";
-  EXPECT_EQ(Executions(statistics_), 0u);
+  EXPECT_EQ(Executions(), 0u);
 }
 
 TEST_F(SchedulerTest, StoppingAnswersQueuedJobsUnavailable) {
@@ -278,7 +291,7 @@ TEST_F(SchedulerTest, StoppingAnswersQueuedJobsUnavailable) {
   {
     Scheduler::Options options;
     options.compute_threads = 1;
-    Scheduler scheduler(options, layer_, &statistics_);
+    Scheduler scheduler(options, model_, Recorder());
     scheduler.Submit(JobFor(*pinned, &gate));
     gate.WaitUntilEntered();
     scheduler.Submit(JobFor(*queued));
