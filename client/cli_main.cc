@@ -193,52 +193,51 @@ void PrintTensor(absl::string_view name, size_t width, const Tensor& tensor,
 // The request's tensors, and where each came from (for printing).
 struct PreparedInputs {
   InferInputs inputs;
-  std::string x_source;
-  std::string grad_y_source;
+  std::vector<std::string> sources;  // per tensor
 };
 
-absl::StatusOr<Tensor> RandomTensor(int64_t rows, int64_t columns,
-                                    uint64_t seed, std::string& source) {
-  source = absl::StrFormat("random N(0, 1), seed %d", seed);
-  return RandomNormalTensor({rows, columns}, seed);
-}
-
-// x and grad_y from files or random; K and M for random ones from `metadata`.
-absl::StatusOr<PreparedInputs> PrepareInputs(
-    const inference::ModelMetadataResponse& metadata, const InferFlags& flags) {
+// The model's inputs from files or random, shaped by its metadata: --x
+// fills its first required input, --grad-y (or a random tensor with --grad)
+// its first optional one, and --grad makes random tensors for any other
+// optional input. Random ones take seeds --seed, --seed + 1, ... in input
+// order.
+absl::StatusOr<PreparedInputs> PrepareInputs(const ModelTensors& model,
+                                             const InferFlags& flags) {
   PreparedInputs prepared;
   InferInputs& inputs = prepared.inputs;
   inputs.id = flags.id;
   inputs.output_names = flags.outputs;
-
-  absl::StatusOr<Tensor> x;
-  if (!flags.x_path.empty()) {
-    x = ReadNpy(flags.x_path);
-    prepared.x_source = "from " + flags.x_path;
-  } else {
-    absl::StatusOr<int64_t> k = InFeatures(metadata);
-    if (!k.ok()) return k.status();
-    x = RandomTensor(flags.batch, *k, flags.seed, prepared.x_source);
-  }
-  if (!x.ok()) return x.status();
-  inputs.x = *std::move(x);
-
-  if (!flags.grad_y_path.empty()) {
-    absl::StatusOr<Tensor> grad_y = ReadNpy(flags.grad_y_path);
-    if (!grad_y.ok()) return grad_y.status();
-    inputs.grad_y = *std::move(grad_y);
-    prepared.grad_y_source = "from " + flags.grad_y_path;
-  } else if (flags.grad) {
-    absl::StatusOr<int64_t> m = OutFeatures(metadata);
-    if (!m.ok()) return m.status();
-    if (inputs.x.shape.empty()) {
-      return absl::InvalidArgumentError(
-          "x has rank 0: no batch dimension to size a random grad_y by");
+  int64_t rows = flags.batch;
+  bool first_required = true, first_optional = true;
+  for (size_t i = 0; i < model.inputs.size(); ++i) {
+    const ModelInput& input = model.inputs[i];
+    if (input.optional && !flags.grad) continue;
+    const std::string& path =
+        input.optional ? (first_optional ? flags.grad_y_path : std::string())
+                       : (first_required ? flags.x_path : std::string());
+    (input.optional ? first_optional : first_required) = false;
+    absl::StatusOr<Tensor> tensor;
+    std::string source;
+    if (!path.empty()) {
+      tensor = ReadNpy(path);
+      source = "from " + path;
+    } else {
+      std::vector<int64_t> shape = {rows};
+      shape.insert(shape.end(), input.row_shape.begin(), input.row_shape.end());
+      const uint64_t seed = flags.seed + i;
+      tensor = RandomNormalTensor(shape, seed);
+      source = absl::StrFormat("random N(0, 1), seed %d", seed);
     }
-    absl::StatusOr<Tensor> grad_y = RandomTensor(
-        inputs.x.shape[0], *m, flags.seed + 1, prepared.grad_y_source);
-    if (!grad_y.ok()) return grad_y.status();
-    inputs.grad_y = *std::move(grad_y);
+    if (!tensor.ok()) return tensor.status();
+    if (inputs.tensors.empty()) {
+      if (tensor->shape.empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s has rank 0: no batch dimension", input.name));
+      }
+      rows = tensor->shape[0];  // later random inputs follow its batch
+    }
+    inputs.tensors.push_back({input.name, *std::move(tensor)});
+    prepared.sources.push_back(std::move(source));
   }
   return prepared;
 }
@@ -248,14 +247,16 @@ void PrintResult(const PreparedInputs& prepared, const InferResult& result) {
                result.model_version.empty() ? "-" : result.model_version);
   if (!result.id.empty()) absl::PrintF(", id \"%s\"", result.id);
   absl::PrintF("\n");
-  size_t width = 6;  // "grad_y"
+  size_t width = 6;
+  for (const NamedTensor& tensor : prepared.inputs.tensors) {
+    width = std::max(width, tensor.name.size());
+  }
   for (const NamedTensor& output : result.outputs) {
     width = std::max(width, output.name.size());
   }
-  PrintTensor("x", width, prepared.inputs.x, prepared.x_source);
-  if (prepared.inputs.grad_y.has_value()) {
-    PrintTensor("grad_y", width, *prepared.inputs.grad_y,
-                prepared.grad_y_source);
+  for (size_t i = 0; i < prepared.inputs.tensors.size(); ++i) {
+    const NamedTensor& input = prepared.inputs.tensors[i];
+    PrintTensor(input.name, width, input.tensor, prepared.sources[i]);
   }
   absl::PrintF("->\n");
   for (const NamedTensor& output : result.outputs) {
@@ -281,7 +282,15 @@ int RunInfer(const Client& client, InferFlags flags) {
   absl::StatusOr<inference::ModelMetadataResponse> metadata =
       client.ModelMetadata();
   if (!metadata.ok()) return Fail(metadata.status(), "ModelMetadata: ");
-  absl::StatusOr<PreparedInputs> prepared = PrepareInputs(*metadata, flags);
+  // Servers that state their batch limit and optional inputs (Triton's
+  // ModelConfig) let a batch that is too large be refused here with a
+  // clear message, rather than by gRPC's message size limit.
+  const absl::StatusOr<inference::ModelConfigResponse> config =
+      client.ModelConfig();
+  absl::StatusOr<ModelTensors> model =
+      DescribeModel(*metadata, config.ok() ? &config->config() : nullptr);
+  if (!model.ok()) return Fail(model.status());
+  absl::StatusOr<PreparedInputs> prepared = PrepareInputs(*model, flags);
   if (!prepared.ok()) return Fail(prepared.status());
   const InferInputs& inputs = prepared->inputs;
 
@@ -299,19 +308,13 @@ int RunInfer(const Client& client, InferFlags flags) {
           absl::StrFormat("%s: %s", flags.out_dir, error.message())));
     }
     // Inputs first, so a failing request can be reproduced from them.
-    absl::Status status = write("x", inputs.x);
-    if (status.ok() && inputs.grad_y.has_value()) {
-      status = write("grad_y", *inputs.grad_y);
+    for (const NamedTensor& input : inputs.tensors) {
+      if (absl::Status status = write(input.name, input.tensor); !status.ok()) {
+        return Fail(status);
+      }
     }
-    if (!status.ok()) return Fail(status);
   }
-
-  // Servers that state their batch limit (Triton's ModelConfig) let a batch
-  // that is too large be refused here with a clear message, rather than by
-  // gRPC's message size limit with a byte count.
-  if (absl::StatusOr<inference::ModelConfigResponse> config =
-          client.ModelConfig();
-      config.ok()) {
+  if (config.ok()) {
     if (absl::Status fits = CheckBatchSize(inputs, config->config());
         !fits.ok()) {
       return Fail(fits);
@@ -378,25 +381,33 @@ int Main(int argc, char** argv) {
   CLI::App* infer = app.add_subcommand(
       "infer",
       "Sends one ModelInfer request (or the same one --repeat times) and "
-      "summarises the outputs. Random tensors are i.i.d. standard normal "
-      "N(0, 1) from std::mt19937_64 via Box-Muller: x from --seed, grad_y "
-      "from --seed + 1; the same seed gives the same tensors on every "
-      "machine. K (x) and M (grad_y) come from the model's metadata.");
+      "summarises the outputs. The model's inputs and their shapes come from "
+      "its metadata (optional ones, such as grad_y, from its ModelConfig). "
+      "Random tensors are i.i.d. standard normal N(0, 1) from "
+      "std::mt19937_64 via Box-Muller, the i-th input's from --seed + i "
+      "(x from --seed, grad_y from --seed + 1); the same seed gives the "
+      "same tensors on every machine.");
   AddCommonFlags(*infer, common);
-  CLI::Option* batch =
-      infer->add_option("--batch", infer_flags.batch, "Rows N of a random x")
-          ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
-          ->capture_default_str();
+  CLI::Option* batch = infer
+                           ->add_option("--batch", infer_flags.batch,
+                                        "Rows N of the random inputs")
+                           ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
+                           ->capture_default_str();
   infer->add_option("--seed", infer_flags.seed, "Seed of the random tensors")
       ->capture_default_str();
-  infer->add_option("--x", infer_flags.x_path, "Read x from this .npy file")
+  infer
+      ->add_option("--x", infer_flags.x_path,
+                   "Read the model's (first required) input, x, from this "
+                   ".npy file")
       ->type_name("FILE")
       ->excludes(batch);
   infer->add_flag("--grad", infer_flags.grad,
-                  "Ask for the backward pass, with a random grad_y [N, M]");
+                  "Ask for the backward pass: send the model's optional "
+                  "inputs (grad_y), random unless --grad-y gives one");
   infer
       ->add_option("--grad-y", infer_flags.grad_y_path,
-                   "Read grad_y from this .npy file (implies --grad)")
+                   "Read the model's (first optional) input, grad_y, from "
+                   "this .npy file (implies --grad)")
       ->type_name("FILE");
   infer
       ->add_option("--output", infer_flags.outputs,

@@ -39,31 +39,6 @@ absl::Status AddInput(absl::string_view name, const Tensor& tensor,
   return absl::OkStatus();
 }
 
-using TensorMetadataList = google::protobuf::RepeatedPtrField<
-    inference::ModelMetadataResponse::TensorMetadata>;
-
-// The elements per batch row of tensor `name`: the product of its dimensions
-// after the first.
-absl::StatusOr<int64_t> RowSize(const TensorMetadataList& tensors,
-                                absl::string_view name) {
-  for (const auto& tensor : tensors) {
-    if (tensor.name() != name) continue;
-    const std::vector<int64_t> shape(tensor.shape().begin(),
-                                     tensor.shape().end());
-    const bool fixed =
-        shape.size() >= 2 && std::all_of(shape.begin() + 1, shape.end(),
-                                         [](int64_t dim) { return dim >= 0; });
-    if (!fixed) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("model metadata gives ", name, " the shape ",
-                       ShapeToString(shape), ": no fixed size per batch row"));
-    }
-    return NumElements({shape.begin() + 1, shape.end()});
-  }
-  return absl::FailedPreconditionError(
-      absl::StrCat("model metadata lists no tensor ", name));
-}
-
 absl::Status Malformed(absl::string_view problem) {
   return absl::InternalError(absl::StrCat("malformed response: ", problem));
 }
@@ -197,13 +172,15 @@ absl::StatusOr<inference::ModelConfigResponse> Client::ModelConfig() const {
 
 absl::Status CheckBatchSize(const InferInputs& inputs,
                             const inference::ModelConfig& config) {
-  if (config.max_batch_size() <= 0 || inputs.x.shape.empty()) {
+  if (config.max_batch_size() <= 0 || inputs.tensors.empty() ||
+      inputs.tensors.front().tensor.shape.empty()) {
     return absl::OkStatus();
   }
-  const int64_t rows = inputs.x.shape[0];
+  const NamedTensor& first = inputs.tensors.front();
+  const int64_t rows = first.tensor.shape[0];
   if (rows <= config.max_batch_size()) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
-      "x has ", rows, " rows, more than the maximum batch size of ",
+      first.name, " has ", rows, " rows, more than the maximum batch size of ",
       config.max_batch_size(), " that model \"", config.name(),
       "\" accepts (its ModelConfig max_batch_size; the server's --max-batch): "
       "send at most ",
@@ -216,11 +193,11 @@ absl::StatusOr<inference::ModelInferRequest> Client::MakeRequest(
   request.set_model_name(options_.model_name);
   request.set_model_version(options_.model_version);
   request.set_id(inputs.id);
-  absl::Status status = AddInput("x", inputs.x, request);
-  if (!status.ok()) return status;
-  if (inputs.grad_y.has_value()) {
-    status = AddInput("grad_y", *inputs.grad_y, request);
-    if (!status.ok()) return status;
+  for (const NamedTensor& input : inputs.tensors) {
+    if (absl::Status status = AddInput(input.name, input.tensor, request);
+        !status.ok()) {
+      return status;
+    }
   }
   for (const std::string& name : inputs.output_names) {
     request.add_outputs()->set_name(name);
@@ -248,17 +225,43 @@ absl::StatusOr<InferResult> Client::Infer(
   return result;
 }
 
-absl::StatusOr<int64_t> InFeatures(
-    const inference::ModelMetadataResponse& metadata) {
-  return RowSize(metadata.inputs(), "x");
-}
-
-absl::StatusOr<int64_t> OutFeatures(
-    const inference::ModelMetadataResponse& metadata) {
-  for (const auto& input : metadata.inputs()) {
-    if (input.name() == "grad_y") return RowSize(metadata.inputs(), "grad_y");
+absl::StatusOr<ModelTensors> DescribeModel(
+    const inference::ModelMetadataResponse& metadata,
+    const inference::ModelConfig* config) {
+  if (metadata.inputs_size() == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model metadata of ", metadata.name(), " lists no input"));
   }
-  return RowSize(metadata.outputs(), "y");
+  ModelTensors model;
+  for (int i = 0; i < metadata.inputs_size(); ++i) {
+    const auto& tensor = metadata.inputs(i);
+    const std::vector<int64_t> shape(tensor.shape().begin(),
+                                     tensor.shape().end());
+    const bool fixed =
+        shape.size() >= 2 && std::all_of(shape.begin() + 1, shape.end(),
+                                         [](int64_t dim) { return dim >= 0; });
+    if (!fixed) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model metadata gives ", tensor.name(), " the shape ",
+                       ShapeToString(shape), ": no fixed size per batch row"));
+    }
+    ModelInput input;
+    input.name = tensor.name();
+    input.row_shape.assign(shape.begin() + 1, shape.end());
+    input.optional = i > 0;
+    if (config != nullptr) {
+      input.optional = false;
+      for (const auto& described : config->input()) {
+        if (described.name() == input.name)
+          input.optional = described.optional();
+      }
+    }
+    model.inputs.push_back(std::move(input));
+  }
+  for (const auto& tensor : metadata.outputs()) {
+    model.outputs.push_back(tensor.name());
+  }
+  return model;
 }
 
 absl::StatusOr<InferResult> DecodeResponse(

@@ -40,17 +40,34 @@ struct HealthStatus {
   std::string detail;
 };
 
+struct NamedTensor {
+  std::string name;
+  Tensor tensor;
+};
+
 // What to send in one ModelInfer call.
 struct InferInputs {
-  Tensor x;                               // [N, d1, ..., dk]
-  std::optional<Tensor> grad_y;           // [N, M]; asks for the backward pass
+  // The model's inputs by name, each [N, ...], sent in this order; the first
+  // one's rows are the batch.
+  std::vector<NamedTensor> tensors;
   std::vector<std::string> output_names;  // empty: the server's default set
   std::string id;                         // echoed by the server
 };
 
-struct NamedTensor {
+// An input of a model as its metadata describes it.
+struct ModelInput {
   std::string name;
-  Tensor tensor;
+  std::vector<int64_t> row_shape;  // the dimensions after the batch
+  // May be left out (Triton's ModelConfig `optional`); a model's optional
+  // inputs ask for more work, e.g. an upstream gradient for the backward
+  // pass.
+  bool optional = false;
+};
+
+// What a model takes and gives, read from its metadata.
+struct ModelTensors {
+  std::vector<ModelInput> inputs;    // in the metadata's order
+  std::vector<std::string> outputs;  // in the metadata's order
 };
 
 struct InferResult {
@@ -130,14 +147,14 @@ class Client {
   std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
 };
 
-// K and M of a Linear+ReLU model from its metadata: the elements per batch
-// row of input `x` (all dimensions after the first) and of `grad_y` (or, when
-// the metadata lists no grad_y, of output `y`). FailedPrecondition when the
-// tensor is missing or those dimensions are variable (-1).
-absl::StatusOr<int64_t> InFeatures(
-    const inference::ModelMetadataResponse& metadata);
-absl::StatusOr<int64_t> OutFeatures(
-    const inference::ModelMetadataResponse& metadata);
+// The model's inputs and outputs from its metadata; `config` (null when the
+// server has no ModelConfig) says which inputs are optional, and without it
+// every input after the first counts as optional. FailedPrecondition when
+// the metadata lists no input, or an input has no batch dimension followed
+// by fixed ones.
+absl::StatusOr<ModelTensors> DescribeModel(
+    const inference::ModelMetadataResponse& metadata,
+    const inference::ModelConfig* config);
 
 // InvalidArgument, saying what to do, when `inputs` has more rows than
 // `config` allows; OK when it fits or `config` states no limit.

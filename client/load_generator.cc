@@ -143,14 +143,12 @@ absl::StatusOr<std::vector<StepResult>> LoadGenerator::Run(
   spec.grad = options_.grad;
   spec.dtype = options_.dtype;
   spec.seed = options_.seed;
-  absl::StatusOr<int64_t> in_features = InFeatures(*metadata);
-  if (!in_features.ok()) return in_features.status();
-  spec.in_features = *in_features;
-  if (options_.grad) {
-    absl::StatusOr<int64_t> out_features = OutFeatures(*metadata);
-    if (!out_features.ok()) return out_features.status();
-    spec.out_features = *out_features;
-  }
+  const absl::StatusOr<inference::ModelConfigResponse> config =
+      client.ModelConfig();
+  absl::StatusOr<ModelTensors> model =
+      DescribeModel(*metadata, config.ok() ? &config->config() : nullptr);
+  if (!model.ok()) return model.status();
+  spec.model = *std::move(model);
   absl::StatusOr<inference::ModelInferRequest> request = MakeLoadRequest(spec);
   if (!request.ok()) return request.status();
   transport->body = grpc::Slice(request->SerializeAsString());

@@ -152,9 +152,11 @@ int Main(int argc, char** argv) {
       "each answer replaced at once. Open loop: --rate R sends R requests/s "
       "on schedule (Poisson or constant arrivals) whether or not earlier ones "
       "were answered. Each step warms up, then measures for --duration or "
-      "--requests. The request (random N(0,1) x, and grad_y with --grad) is "
-      "built once from --seed and reused; K and M come from the model's "
-      "metadata.",
+      "--requests. The request (random N(0,1) tensors for the model's "
+      "inputs, its optional ones such as grad_y only with --grad) is built "
+      "once from --seed and reused; the inputs, their shapes and the "
+      "outputs come from the model's metadata and ModelConfig, so any model "
+      "the server serves can be driven.",
       kBinary);
   app.footer(Footer());
   AddVersionFlag(app, kBinary);
@@ -211,7 +213,9 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
       ->capture_default_str();
   app.add_flag("--grad", options.grad,
-               "Send grad_y too and ask for y, grad_x, grad_weight, grad_bias");
+               "Send the model's optional inputs too (grad_y) and ask for "
+               "every output it lists (y, grad_x and each parameter's "
+               "gradient); without it only the first output (y)");
   const std::map<std::string, WireType> dtypes = {{"fp32", WireType::kFp32},
                                                   {"bf16", WireType::kBf16}};
   app.add_option("--dtype", options.dtype,

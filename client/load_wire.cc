@@ -21,16 +21,13 @@ namespace {
 using google::protobuf::internal::WireFormatLite;
 using google::protobuf::io::CodedInputStream;
 
-constexpr const char* kGradOutputs[] = {"y", "grad_x", "grad_weight",
-                                        "grad_bias"};
-
 std::string RawBytes(const std::vector<float>& values, WireType dtype) {
   if (dtype == WireType::kBf16) return Bf16Bytes(values);
   return std::string(reinterpret_cast<const char*>(values.data()),
                      values.size() * sizeof(float));
 }
 
-void AddInput(const char* name, const Tensor& tensor, WireType dtype,
+void AddInput(const std::string& name, const Tensor& tensor, WireType dtype,
               inference::ModelInferRequest& request) {
   auto* input = request.add_inputs();
   input->set_name(name);
@@ -103,30 +100,37 @@ std::string Bf16Bytes(const std::vector<float>& values) {
 
 absl::StatusOr<inference::ModelInferRequest> MakeLoadRequest(
     const LoadRequestSpec& spec) {
-  if (spec.batch < 1 || spec.in_features < 1 ||
-      (spec.grad && spec.out_features < 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("batch ", spec.batch, ", K ", spec.in_features, ", M ",
-                     spec.out_features, ": each must be at least 1"));
+  if (spec.batch < 1 || spec.model.inputs.empty() ||
+      spec.model.outputs.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch ", spec.batch, ", ", spec.model.inputs.size(), " inputs, ",
+        spec.model.outputs.size(), " outputs: each must be at least 1"));
   }
   inference::ModelInferRequest request;
   request.set_model_name(spec.model_name);
   request.set_model_version(spec.model_version);
-  absl::StatusOr<Tensor> x =
-      RandomNormalTensor({spec.batch, spec.in_features}, spec.seed);
-  if (!x.ok()) return x.status();
-  AddInput("x", *x, spec.dtype, request);
+  for (size_t i = 0; i < spec.model.inputs.size(); ++i) {
+    const ModelInput& input = spec.model.inputs[i];
+    if (input.optional && !spec.grad) continue;
+    std::vector<int64_t> shape = {spec.batch};
+    shape.insert(shape.end(), input.row_shape.begin(), input.row_shape.end());
+    absl::StatusOr<Tensor> tensor = RandomNormalTensor(shape, spec.seed + i);
+    if (!tensor.ok()) return tensor.status();
+    AddInput(input.name, *tensor, spec.dtype, request);
+  }
   if (spec.grad) {
-    absl::StatusOr<Tensor> grad_y =
-        RandomNormalTensor({spec.batch, spec.out_features}, spec.seed + 1);
-    if (!grad_y.ok()) return grad_y.status();
-    AddInput("grad_y", *grad_y, spec.dtype, request);
-    for (const char* name : kGradOutputs) request.add_outputs()->set_name(name);
+    for (const std::string& name : spec.model.outputs) {
+      request.add_outputs()->set_name(name);
+    }
+  } else {
+    request.add_outputs()->set_name(spec.model.outputs.front());
   }
   return request;
 }
 
-int ExpectedOutputs(const LoadRequestSpec& spec) { return spec.grad ? 4 : 1; }
+int ExpectedOutputs(const LoadRequestSpec& spec) {
+  return spec.grad ? static_cast<int>(spec.model.outputs.size()) : 1;
+}
 
 std::string EncodeIdField(uint64_t id) {
   const std::string text = std::to_string(id);

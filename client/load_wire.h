@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "client/client.h"
 #include "grpc_service.pb.h"
 #include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/slice.h"
@@ -28,18 +29,22 @@ std::string Bf16Bytes(const std::vector<float>& values);
 struct LoadRequestSpec {
   std::string model_name = "linear_relu";
   std::string model_version;
-  int64_t batch = 1;         // N
-  int64_t in_features = 0;   // K, from the model's metadata
-  int64_t out_features = 0;  // M, from the model's metadata
-  bool grad = false;         // send grad_y and ask for all four outputs
+  int64_t batch = 1;  // N
+  // The model's inputs and outputs, from its metadata (DescribeModel).
+  ModelTensors model;
+  // Send the optional inputs too (grad_y) and ask for every output; else
+  // only the required inputs and the first output.
+  bool grad = false;
   WireType dtype = WireType::kFp32;
-  uint64_t seed = 0;  // x from seed, grad_y from seed + 1 (as the CLI does)
+  // The i-th input from seed + i (x from seed, grad_y from seed + 1, as the
+  // CLI does).
+  uint64_t seed = 0;
 };
 
-// The request: random x [N, K] (and grad_y [N, M]) from RandomNormalTensor,
-// as raw_input_contents in `dtype`; no id. With `grad`, outputs y, grad_x,
-// grad_weight and grad_bias are asked for by name; otherwise none (the
-// server's default, y). InvalidArgument for a bad shape.
+// The request: a random [N, row shape] tensor from RandomNormalTensor for
+// every input sent, as raw_input_contents in `dtype`; no id; the outputs
+// asked for by name. InvalidArgument for a bad shape or a model without
+// inputs or outputs.
 absl::StatusOr<inference::ModelInferRequest> MakeLoadRequest(
     const LoadRequestSpec& spec);
 

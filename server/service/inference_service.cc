@@ -276,8 +276,9 @@ void InferenceService::StartInference(
     if (access_log_ != nullptr) {
       WriteAccessLog(request, origin, rows, status, total);
     }
-    done(status, std::move(sent));
+    // Not pending once answered: a scrape after the reply sees it gone.
     if (model != nullptr) model->pending_requests().fetch_sub(1);
+    done(status, std::move(sent));
     requests_in_flight_.fetch_sub(1);
   };
 

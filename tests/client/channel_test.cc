@@ -278,7 +278,8 @@ TEST_F(ChannelTest, TheClientLibraryRetriesToo) {
   ClientOptions options;
   options.target = servers_[0].address();
   absl::StatusOr<inference::ModelInferRequest> request =
-      Client(options).MakeRequest({Tensor{{1, 2}, {1.0f, 2.0f}}, {}, {}, "c"});
+      Client(options).MakeRequest(
+          {{{"x", Tensor{{1, 2}, {1.0f, 2.0f}}}}, {}, "c"});
   ASSERT_TRUE(request.ok()) << request.status();
   // The fake's reply has no outputs: decoding succeeds with none.
   absl::StatusOr<InferResult> result = Client(options).Infer(*request);

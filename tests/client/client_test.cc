@@ -252,7 +252,7 @@ TEST_F(ClientTest, ServerErrorsKeepCodeAndMessage) {
             "model 'other' not found; serving 'linear_relu'");
 
   InferInputs inputs;
-  inputs.x = {{1, 4}, {1, 2, 3, 4}};
+  inputs.tensors = {{"x", Tensor{{1, 4}, {1, 2, 3, 4}}}};
   inputs.id = "fail";
   absl::StatusOr<InferResult> result = Client(Options()).Infer(inputs);
   EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
@@ -264,8 +264,8 @@ TEST_F(ClientTest, MakeRequestEncodesEverything) {
   options.model_version = "1";
   Client client(options);
   InferInputs inputs;
-  inputs.x = {{2, 2}, {1, -2, 3, -4}};
-  inputs.grad_y = Tensor{{2, 1}, {0.5f, 0.25f}};
+  inputs.tensors = {{"x", Tensor{{2, 2}, {1, -2, 3, -4}}}};
+  inputs.tensors.push_back({"grad_y", Tensor{{2, 1}, {0.5f, 0.25f}}});
   inputs.output_names = {"grad_bias", "y"};
   inputs.id = "req-7";
   absl::StatusOr<inference::ModelInferRequest> request =
@@ -292,13 +292,13 @@ TEST_F(ClientTest, MakeRequestEncodesEverything) {
 TEST_F(ClientTest, MakeRequestRefusesDataThatDoesNotMatchTheShape) {
   Client client(Options());
   InferInputs inputs;
-  inputs.x = {{2, 2}, {1, 2, 3}};
+  inputs.tensors = {{"x", Tensor{{2, 2}, {1, 2, 3}}}};
   absl::StatusOr<inference::ModelInferRequest> request =
       client.MakeRequest(inputs);
   EXPECT_EQ(request.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(request.status().message(), HasSubstr("x"));
-  inputs.x = {{1, 3}, {1, 2, 3}};
-  inputs.grad_y = Tensor{{1, 2}, {}};
+  inputs.tensors = {{"x", Tensor{{1, 3}, {1, 2, 3}}}};
+  inputs.tensors.push_back({"grad_y", Tensor{{1, 2}, {}}});
   request = client.MakeRequest(inputs);
   EXPECT_THAT(request.status().message(), HasSubstr("grad_y"));
 }
@@ -306,7 +306,7 @@ TEST_F(ClientTest, MakeRequestRefusesDataThatDoesNotMatchTheShape) {
 TEST_F(ClientTest, InferDecodesOutputsInResponseOrder) {
   Client client(Options());
   InferInputs inputs;
-  inputs.x = {{2, 2}, {1, -2, 3, -4}};
+  inputs.tensors = {{"x", Tensor{{2, 2}, {1, -2, 3, -4}}}};
   inputs.output_names = {"b", "a"};
   inputs.id = "abc";
   absl::StatusOr<InferResult> result = client.Infer(inputs);
@@ -328,8 +328,8 @@ TEST_F(ClientTest, InferDecodesOutputsInResponseOrder) {
 TEST_F(ClientTest, MessagesAboveFourMiBPassBothWays) {
   // 400 x 3072 FP32 = 4.9 MB each way, above gRPC's 4 MiB default.
   InferInputs inputs;
-  inputs.x.shape = {400, 3072};
-  inputs.x.data.assign(400 * 3072, 1.25f);
+  inputs.tensors = {
+      {"x", Tensor{{400, 3072}, std::vector<float>(400 * 3072, 1.25f)}}};
   absl::StatusOr<InferResult> result = Client(Options()).Infer(inputs);
   ASSERT_TRUE(result.ok()) << result.status();
   ASSERT_EQ(result->outputs.size(), 1u);
@@ -341,7 +341,7 @@ TEST_F(ClientTest, DeadlineExceeded) {
   ClientOptions options = Options();
   options.deadline = std::chrono::milliseconds(50);
   InferInputs inputs;
-  inputs.x = {{1, 1}, {1}};
+  inputs.tensors = {{"x", Tensor{{1, 1}, {1}}}};
   inputs.id = "slow";
   absl::StatusOr<InferResult> result = Client(options).Infer(inputs);
   EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded);
@@ -355,7 +355,8 @@ TEST_F(ClientTest, OneClientSharedByThreads) {
     threads.emplace_back([&client, &failures, t] {
       for (int i = 0; i < 20; ++i) {
         InferInputs inputs;
-        inputs.x = {{1, 2}, {static_cast<float>(t), -1.0f}};
+        inputs.tensors = {
+            {"x", Tensor{{1, 2}, {static_cast<float>(t), -1.0f}}}};
         inputs.id = std::to_string(t);
         absl::StatusOr<InferResult> result = client.Infer(inputs);
         if (!result.ok() || result->id != inputs.id ||
@@ -425,23 +426,39 @@ inference::ModelMetadataResponse Metadata(
   return metadata;
 }
 
-TEST(FeaturesTest, FromMetadata) {
+TEST(DescribeModelTest, InputsAndOutputsFromMetadata) {
   const auto metadata =
-      Metadata({{"x", {-1, 3, 32, 32}}, {"grad_y", {-1, 7}}}, {{"y", {-1, 9}}});
-  EXPECT_EQ(*InFeatures(metadata), 3072);
-  EXPECT_EQ(*OutFeatures(metadata), 7);  // grad_y's, when listed
-  EXPECT_EQ(*OutFeatures(Metadata({{"x", {-1, 4}}}, {{"y", {-1, 9}}})), 9);
+      Metadata({{"x", {-1, 3, 32, 32}}, {"grad_y", {-1, 7}}},
+               {{"y", {-1, 7}}, {"grad_0.weight", {7, 3072}}});
+  absl::StatusOr<ModelTensors> model = DescribeModel(metadata, nullptr);
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_EQ(model->inputs.size(), 2u);
+  EXPECT_EQ(model->inputs[0].name, "x");
+  EXPECT_THAT(model->inputs[0].row_shape, ElementsAre(3, 32, 32));
+  EXPECT_FALSE(model->inputs[0].optional);
+  // Without a ModelConfig, inputs after the first count as optional.
+  EXPECT_TRUE(model->inputs[1].optional);
+  EXPECT_THAT(model->outputs, ElementsAre("y", "grad_0.weight"));
+
+  // A ModelConfig says which are.
+  inference::ModelConfig config;
+  config.add_input()->set_name("x");
+  auto* grad_y = config.add_input();
+  grad_y->set_name("grad_y");
+  grad_y->set_optional(false);
+  model = DescribeModel(metadata, &config);
+  ASSERT_TRUE(model.ok());
+  EXPECT_FALSE(model->inputs[1].optional);
 }
 
-TEST(FeaturesTest, RefusesMissingOrVariableTensors) {
-  EXPECT_EQ(InFeatures(Metadata({{"x", {-1, -1}}}, {})).status().code(),
+TEST(DescribeModelTest, RefusesMissingOrVariableTensors) {
+  EXPECT_EQ(
+      DescribeModel(Metadata({{"x", {-1, -1}}}, {}), nullptr).status().code(),
+      absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(DescribeModel(Metadata({{"x", {-1}}}, {}), nullptr).status().code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(InFeatures(Metadata({{"x", {-1}}}, {})).status().code(),
-            absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(InFeatures(Metadata({}, {})).status().message(),
-              HasSubstr("no tensor x"));
-  EXPECT_EQ(OutFeatures(Metadata({{"x", {-1, 4}}}, {})).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(DescribeModel(Metadata({}, {}), nullptr).status().message(),
+              HasSubstr("lists no input"));
 }
 
 TEST(FromGrpcStatusTest, MapsEveryCodeToTheSameName) {
@@ -474,9 +491,9 @@ TEST(CheckBatchSizeTest, RefusesMoreRowsThanTheModelAccepts) {
   config.set_name("linear_relu");
   config.set_max_batch_size(4096);
   InferInputs inputs;
-  inputs.x.shape = {4096, 3072};
+  inputs.tensors = {{"x", Tensor{{4096, 3072}, {}}}};
   EXPECT_TRUE(CheckBatchSize(inputs, config).ok());
-  inputs.x.shape = {5000, 3, 32, 32};
+  inputs.tensors = {{"x", Tensor{{5000, 3, 32, 32}, {}}}};
   const absl::Status status = CheckBatchSize(inputs, config);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(),

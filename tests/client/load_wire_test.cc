@@ -24,11 +24,18 @@ TEST(Bf16Test, BytesAreLittleEndianPairs) {
   EXPECT_EQ(static_cast<uint8_t>(bytes[3]), 0xc0);
 }
 
+// A Linear+ReLU model's tensors as its metadata lists them.
+ModelTensors Model(int64_t in, int64_t out) {
+  ModelTensors model;
+  model.inputs = {{"x", {in}, false}, {"grad_y", {out}, true}};
+  model.outputs = {"y", "grad_x", "grad_weight", "grad_bias"};
+  return model;
+}
+
 TEST(MakeLoadRequestTest, ForwardFp32) {
   LoadRequestSpec spec;
   spec.batch = 3;
-  spec.in_features = 5;
-  spec.out_features = 2;
+  spec.model = Model(5, 2);
   spec.seed = 11;
   absl::StatusOr<inference::ModelInferRequest> request = MakeLoadRequest(spec);
   ASSERT_TRUE(request.ok()) << request.status();
@@ -38,7 +45,9 @@ TEST(MakeLoadRequestTest, ForwardFp32) {
   EXPECT_EQ(request->inputs(0).name(), "x");
   EXPECT_EQ(request->inputs(0).datatype(), "FP32");
   EXPECT_THAT(request->inputs(0).shape(), ElementsAre(3, 5));
-  EXPECT_EQ(request->outputs_size(), 0);
+  // Only the first output, by name.
+  ASSERT_EQ(request->outputs_size(), 1);
+  EXPECT_EQ(request->outputs(0).name(), "y");
   const Tensor x = *RandomNormalTensor({3, 5}, 11);
   EXPECT_EQ(request->raw_input_contents(0),
             std::string(reinterpret_cast<const char*>(x.data.data()),
@@ -49,8 +58,7 @@ TEST(MakeLoadRequestTest, ForwardFp32) {
 TEST(MakeLoadRequestTest, GradBf16) {
   LoadRequestSpec spec;
   spec.batch = 2;
-  spec.in_features = 4;
-  spec.out_features = 3;
+  spec.model = Model(4, 3);
   spec.grad = true;
   spec.dtype = WireType::kBf16;
   spec.seed = 1;
@@ -76,7 +84,10 @@ TEST(MakeLoadRequestTest, GradBf16) {
 TEST(MakeLoadRequestTest, RefusesEmptyShapes) {
   LoadRequestSpec spec;
   spec.batch = 0;
-  spec.in_features = 4;
+  spec.model = Model(4, 3);
+  EXPECT_FALSE(MakeLoadRequest(spec).ok());
+  spec.batch = 1;
+  spec.model.inputs.clear();
   EXPECT_FALSE(MakeLoadRequest(spec).ok());
 }
 
@@ -92,7 +103,7 @@ std::string Flatten(const grpc::ByteBuffer& buffer) {
 
 TEST(RequestWithIdTest, AppendedIdFieldSetsTheId) {
   LoadRequestSpec spec;
-  spec.in_features = 8;
+  spec.model = Model(8, 2);
   inference::ModelInferRequest request = *MakeLoadRequest(spec);
   request.set_id("stale");  // the appended field must win
   const grpc::Slice body(request.SerializeAsString());

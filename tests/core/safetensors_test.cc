@@ -1,11 +1,7 @@
 #include "server/core/safetensors.h"
 
-#include <unistd.h>
-
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,78 +9,20 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "gtest/gtest.h"
+#include "tests/support/file_testing.h"
 
 namespace reluserve {
 namespace {
 
 namespace fs = std::filesystem;
+using ::reluserve::testing::FloatBytes;
+using ::reluserve::testing::IsRefused;
+using ::reluserve::testing::LittleEndianU64;
+using ::reluserve::testing::Safetensors;
+using ::reluserve::testing::TempDirTest;
 
-std::string LittleEndianU64(uint64_t v) {
-  std::string out(8, '\0');
-  for (char& c : out) {
-    c = static_cast<char>(v & 0xff);
-    v >>= 8;
-  }
-  return out;
-}
-
-std::string FloatBytes(const std::vector<float>& values) {
-  std::string out(values.size() * sizeof(float), '\0');
-  std::memcpy(out.data(), values.data(), out.size());
-  return out;
-}
-
-std::string Safetensors(const std::string& header, const std::string& data) {
-  return LittleEndianU64(header.size()) + header + data;
-}
-
-// Passes if `status` has `code` and a message naming `path` and `word`.
-::testing::AssertionResult IsRefused(const absl::Status& status,
-                                     absl::StatusCode code,
-                                     const std::string& path,
-                                     const std::string& word) {
-  if (status.ok()) return ::testing::AssertionFailure() << "accepted";
-  if (status.code() != code) {
-    return ::testing::AssertionFailure() << "wrong code: " << status;
-  }
-  const std::string message(status.message());
-  if (message.find(path) == std::string::npos ||
-      message.find(word) == std::string::npos) {
-    return ::testing::AssertionFailure()
-           << "message lacks " << path << " or '" << word << "': " << message;
-  }
-  return ::testing::AssertionSuccess();
-}
-
-class SafetensorsTest : public ::testing::Test {
+class SafetensorsTest : public TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ =
-        fs::path(::testing::TempDir()) /
-        ("safetensors_test_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    ASSERT_TRUE(fs::create_directories(dir_));
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  std::string PathFor(const std::string& name) const {
-    return (dir_ / name).string();
-  }
-
-  std::string WriteFile(const std::string& bytes,
-                        const std::string& name = "t.safetensors") const {
-    const std::string path = PathFor(name);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    EXPECT_FALSE(out.fail()) << path;
-    return path;
-  }
-
   // Expects Open() of a file holding `header` and `data` to fail on `word`.
   ::testing::AssertionResult OpenRefuses(const std::string& header,
                                          const std::string& data,
@@ -94,8 +32,6 @@ class SafetensorsTest : public ::testing::Test {
     return IsRefused(file.status(), absl::StatusCode::kInvalidArgument, path,
                      word);
   }
-
-  fs::path dir_;
 };
 
 TEST_F(SafetensorsTest, ListsTensorsSortedByNameAndIgnoresMetadata) {

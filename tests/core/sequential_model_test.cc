@@ -194,27 +194,28 @@ TEST(SequentialReferenceTest, GradientsMatchFiniteDifferences) {
     check(analytic.grad_x[i], at, loss(specs, up), loss(specs, down),
           up[i] - x[i], down[i] - x[i], "x[" + std::to_string(i) + "]");
   }
+  // Every element of one parameter (`param`: weight or bias) of `layer`.
+  const auto check_parameter =
+      [&](size_t layer, std::vector<float> LinearWeights::*param,
+          const std::vector<double>& gradient, const std::string& name) {
+        const std::vector<float>& values = specs[layer].weights.*param;
+        for (size_t i = 0; i < values.size(); ++i) {
+          std::vector<SequentialLayerSpec> up = specs, down = specs;
+          float& up_value = (up[layer].weights.*param)[i];
+          float& down_value = (down[layer].weights.*param)[i];
+          up_value += kStep;
+          down_value -= kStep;
+          check(gradient[i], at, loss(up, x), loss(down, x),
+                up_value - values[i], down_value - values[i],
+                "layer " + std::to_string(layer) + " " + name + "[" +
+                    std::to_string(i) + "]");
+        }
+      };
   for (size_t layer = 0; layer < specs.size(); ++layer) {
-    for (size_t i = 0; i < specs[layer].weights.weight.size(); ++i) {
-      std::vector<SequentialLayerSpec> up = specs, down = specs;
-      const float w = specs[layer].weights.weight[i];
-      up[layer].weights.weight[i] += kStep;
-      down[layer].weights.weight[i] -= kStep;
-      check(analytic.grad_weight[layer][i], at, loss(up, x), loss(down, x),
-            up[layer].weights.weight[i] - w, down[layer].weights.weight[i] - w,
-            "layer " + std::to_string(layer) + " weight[" + std::to_string(i) +
-                "]");
-    }
-    for (size_t i = 0; i < specs[layer].weights.bias.size(); ++i) {
-      std::vector<SequentialLayerSpec> up = specs, down = specs;
-      const float b = specs[layer].weights.bias[i];
-      up[layer].weights.bias[i] += kStep;
-      down[layer].weights.bias[i] -= kStep;
-      check(analytic.grad_bias[layer][i], at, loss(up, x), loss(down, x),
-            up[layer].weights.bias[i] - b, down[layer].weights.bias[i] - b,
-            "layer " + std::to_string(layer) + " bias[" + std::to_string(i) +
-                "]");
-    }
+    check_parameter(layer, &LinearWeights::weight, analytic.grad_weight[layer],
+                    "weight");
+    check_parameter(layer, &LinearWeights::bias, analytic.grad_bias[layer],
+                    "bias");
   }
   EXPECT_GT(checked, 10 * near_kink) << near_kink << " points near a kink";
 }

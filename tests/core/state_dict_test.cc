@@ -1,10 +1,6 @@
 #include "server/core/state_dict.h"
 
-#include <unistd.h>
-
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,24 +11,15 @@
 #include "gtest/gtest.h"
 #include "server/core/safetensors.h"
 #include "server/core/weights.h"
+#include "tests/support/file_testing.h"
 
 namespace reluserve {
 namespace {
 
-namespace fs = std::filesystem;
-
-std::string LittleEndianU64(uint64_t v) {
-  std::string out(8, '\0');
-  for (char& c : out) {
-    c = static_cast<char>(v & 0xff);
-    v >>= 8;
-  }
-  return out;
-}
-
-std::string Safetensors(const std::string& header, const std::string& data) {
-  return LittleEndianU64(header.size()) + header + data;
-}
+using ::reluserve::testing::IsRefused;
+using ::reluserve::testing::LittleEndianU64;
+using ::reluserve::testing::Safetensors;
+using ::reluserve::testing::TempDirTest;
 
 // A header entry: "name":{F32 or dtype, shape, offsets}.
 std::string Entry(const std::string& name, const std::string& shape,
@@ -71,24 +58,6 @@ LinearStack MakeSequential(const std::vector<Spec>& specs) {
   return stack;
 }
 
-// Passes if `status` has `code` and a message holding every word.
-::testing::AssertionResult IsRefused(const absl::Status& status,
-                                     absl::StatusCode code,
-                                     const std::vector<std::string>& words) {
-  if (status.ok()) return ::testing::AssertionFailure() << "accepted";
-  if (status.code() != code) {
-    return ::testing::AssertionFailure() << "wrong code: " << status;
-  }
-  const std::string message(status.message());
-  for (const std::string& word : words) {
-    if (message.find(word) == std::string::npos) {
-      return ::testing::AssertionFailure()
-             << "message lacks '" << word << "': " << message;
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
-
 void ExpectSameLayer(const NamedLinear& a, const NamedLinear& b) {
   EXPECT_EQ(a.module, b.module);
   EXPECT_EQ(a.weight_name, b.weight_name);
@@ -99,35 +68,13 @@ void ExpectSameLayer(const NamedLinear& a, const NamedLinear& b) {
   EXPECT_EQ(a.weights.bias, b.weights.bias);
 }
 
-class StateDictTest : public ::testing::Test {
+class StateDictTest : public TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ =
-        fs::path(::testing::TempDir()) /
-        ("state_dict_test_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    ASSERT_TRUE(fs::create_directories(dir_));
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  std::string PathFor(const std::string& name) const {
-    return (dir_ / name).string();
-  }
-
   // A file with header `{entries}` and `data_bytes` zero bytes of data.
   std::string WriteRaw(const std::string& entries, size_t data_bytes) const {
-    const std::string path = PathFor("raw.safetensors");
-    const std::string bytes = Safetensors(absl::StrCat("{", entries, "}"),
-                                          std::string(data_bytes, '\0'));
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    EXPECT_FALSE(out.fail()) << path;
-    return path;
+    return WriteFile(Safetensors(absl::StrCat("{", entries, "}"),
+                                 std::string(data_bytes, '\0')),
+                     "raw.safetensors");
   }
 
   // Writes `stack` with `prefix`, loads it back with `prefix`, compares.
@@ -155,8 +102,6 @@ class StateDictTest : public ::testing::Test {
     return IsRefused(LoadLinearStack(path, prefix).status(),
                      absl::StatusCode::kInvalidArgument, words);
   }
-
-  fs::path dir_;
 };
 
 // --- What loads -------------------------------------------------------------
@@ -313,26 +258,16 @@ TEST_F(StateDictTest, RefusesOffsetsOutsideTheFile) {
 }
 
 TEST_F(StateDictTest, RefusesBrokenFiles) {
-  const std::string huge = PathFor("huge.safetensors");
-  {
-    std::ofstream out(huge, std::ios::binary);
-    out << LittleEndianU64(uint64_t{1} << 62) << "{}";
-  }
+  const std::string huge =
+      WriteFile(LittleEndianU64(uint64_t{1} << 62) + "{}", "huge.safetensors");
   EXPECT_TRUE(IsRefused(LoadLinearStack(huge).status(),
                         absl::StatusCode::kInvalidArgument, {huge, "absurd"}));
-  const std::string not_json = PathFor("not_json.safetensors");
-  {
-    std::ofstream out(not_json, std::ios::binary);
-    out << Safetensors("{\"0.weight\": [", "");
-  }
+  const std::string not_json =
+      WriteFile(Safetensors("{\"0.weight\": [", ""), "not_json.safetensors");
   EXPECT_TRUE(IsRefused(LoadLinearStack(not_json).status(),
                         absl::StatusCode::kInvalidArgument,
                         {not_json, "not valid JSON"}));
-  const std::string truncated = PathFor("truncated.safetensors");
-  {
-    std::ofstream out(truncated, std::ios::binary);
-    out << "abc";
-  }
+  const std::string truncated = WriteFile("abc", "truncated.safetensors");
   EXPECT_TRUE(IsRefused(LoadLinearStack(truncated).status(),
                         absl::StatusCode::kInvalidArgument,
                         {truncated, "too short"}));

@@ -2,7 +2,6 @@
 
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -20,36 +19,22 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/support/file_testing.h"
 
 namespace reluserve {
 namespace {
 
 namespace fs = std::filesystem;
+using ::reluserve::testing::FloatBytes;
+using ::reluserve::testing::IsRefused;
+using ::reluserve::testing::LittleEndianU64;
+using ::reluserve::testing::Safetensors;
+using ::reluserve::testing::TempDirTest;
 
 uint32_t Bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, sizeof(u));
   return u;
-}
-
-std::string LittleEndianU64(uint64_t v) {
-  std::string out(8, '\0');
-  for (char& c : out) {
-    c = static_cast<char>(v & 0xff);
-    v >>= 8;
-  }
-  return out;
-}
-
-std::string FloatBytes(const std::vector<float>& values) {
-  std::string out(values.size() * sizeof(float), '\0');
-  std::memcpy(out.data(), values.data(), out.size());
-  return out;
-}
-
-// A safetensors file: length prefix, header text as given, data bytes.
-std::string Safetensors(const std::string& header, const std::string& data) {
-  return LittleEndianU64(header.size()) + header + data;
 }
 
 // A valid one-layer file with weight [2, 3] then bias [2]: 32 data bytes.
@@ -59,59 +44,8 @@ const char kGoodHeader[] =
 
 std::string GoodData() { return FloatBytes({1, 2, 3, 4, 5, 6, -1, -2}); }
 
-::testing::AssertionResult IsRefused(
-    const absl::StatusOr<LinearWeights>& result, absl::StatusCode code,
-    const std::string& path, const std::string& word) {
-  if (result.ok()) {
-    return ::testing::AssertionFailure() << "loaded, expected a refusal";
-  }
-  const absl::Status& s = result.status();
-  if (s.code() != code) {
-    return ::testing::AssertionFailure()
-           << "code " << absl::StatusCodeToString(s.code()) << ", expected "
-           << absl::StatusCodeToString(code) << ": " << s.message();
-  }
-  const std::string message(s.message());
-  if (message.find(path) == std::string::npos) {
-    return ::testing::AssertionFailure()
-           << "message does not name " << path << ": " << message;
-  }
-  if (message.find(word) == std::string::npos) {
-    return ::testing::AssertionFailure()
-           << "message lacks '" << word << "': " << message;
-  }
-  return ::testing::AssertionSuccess();
-}
-
-class WeightsFileTest : public ::testing::Test {
+class WeightsFileTest : public TempDirTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::path(::testing::TempDir()) /
-           ("weights_test_" + std::to_string(::getpid()) + "_" + info->name());
-    fs::remove_all(dir_);
-    ASSERT_TRUE(fs::create_directories(dir_));
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  std::string PathFor(const std::string& name) const {
-    return (dir_ / name).string();
-  }
-
-  // Writes `bytes` to a fresh file in the test directory, returns its path.
-  std::string WriteFile(const std::string& bytes,
-                        const std::string& name = "w.safetensors") const {
-    const std::string path = PathFor(name);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    EXPECT_FALSE(out.fail()) << path;
-    return path;
-  }
-
   // Loads a file holding `header` and `data`; expects `code` and `word`.
   ::testing::AssertionResult Refuses(const std::string& header,
                                      const std::string& data,
@@ -120,8 +54,6 @@ class WeightsFileTest : public ::testing::Test {
     return IsRefused(LoadSafetensors(path), absl::StatusCode::kInvalidArgument,
                      path, word);
   }
-
-  fs::path dir_;
 };
 
 void ExpectSameWeights(const LinearWeights& a, const LinearWeights& b) {

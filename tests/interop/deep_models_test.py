@@ -18,9 +18,15 @@ the generated stubs:
   ModelStatistics per model and version, NOT_FOUND, INVALID_ARGUMENT;
 - start-up refusals (exit code 1, stderr naming the file): layers that do
   not chain, an unsupported config.pbtxt field, a config name that is not
-  its folder's.
+  its folder's;
+- the reluserve-client CLI on a 3-layer MLP: `infer --x --grad-y --out`
+  writes y, grad_x and every grad_<P> as .npy, each matching autograd, and
+  `metadata` lists every output.
 
-    /usr/bin/python3 -B deep_models_test.py --server PATH --stubs DIR [unittest args]
+    /usr/bin/python3 -B deep_models_test.py --server PATH --client PATH --stubs DIR \
+        [unittest args]
+
+Without --client (reluserve-client) the CLI tests FAIL, saying so.
 
 Needs Debian's python3-torch: without it every test FAILS, saying to run
 scripts/install-deps.sh.
@@ -33,6 +39,8 @@ sys.dont_write_bytecode = True
 import collections  # noqa: E402
 import os  # noqa: E402
 import pathlib  # noqa: E402
+import re  # noqa: E402
+import shlex  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import unittest  # noqa: E402
@@ -67,6 +75,7 @@ BF16_RTOL = 2e-2
 FP32_MARGIN = 2e-5
 BF16_MARGIN = 2e-2
 REFUSAL_TIMEOUT_S = 20.0
+CLIENT_TIMEOUT_S = 60.0
 REPOSITORY_FLAG = "--model-repository"
 LAYERS_FLAG = "--layers"
 
@@ -127,9 +136,35 @@ class TorchInstalledTest(unittest.TestCase):
 
 
 class OipTestCase(unittest.TestCase):
-    """Assertions and decoding shared by the server-backed tests."""
+    """The class fixture (one server for the class, started by
+    start_class_server) and the assertions and decoding shared by the
+    server-backed tests."""
 
+    server = None
+    tmp = None
+    channel = None
     stub = None
+
+    @classmethod
+    def start_class_server(cls, tmp_prefix, build):
+        """cls.tmp (a temporary directory), then the server started with the
+        arguments build(its path) returns, cls.channel (ready) and cls.stub.
+        A failure on the way stops what did start and re-raises."""
+        tm.require_torch()
+        cls.tmp = tempfile.TemporaryDirectory(prefix=tmp_prefix)
+        try:
+            cls.server = sp.ServerProcess(ARGS.server, build(cls.tmp.name))
+            cls.server.start()
+            cls.channel = grpc.insecure_channel(cls.server.target, options=CHANNEL_OPTIONS)
+            grpc.channel_ready_future(cls.channel).result(timeout=RPC_TIMEOUT_S)
+            cls.stub = pb_grpc.GRPCInferenceServiceStub(cls.channel)
+        except BaseException:
+            sp.stop_class_fixture(cls, expect_code=None)
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        sp.stop_class_fixture(cls, expect_code=0)
 
     def infer(self, request):
         return self.stub.ModelInfer(request, timeout=RPC_TIMEOUT_S)
@@ -235,9 +270,6 @@ class ServedCase:
     N = 3
     X_TAIL = None  # x's trailing dims; None: [in_features]
     SEED = 1
-    server = None
-    tmp = None
-    channel = None
 
     @classmethod
     def build(cls, tmp):
@@ -246,22 +278,10 @@ class ServedCase:
 
     @classmethod
     def setUpClass(cls):
-        tm.require_torch()
-        cls.tmp = tempfile.TemporaryDirectory(prefix="reluserve-deep-")
-        try:
-            cls.served, args = cls.build(cls.tmp.name)
-            cls.server = sp.ServerProcess(ARGS.server, args)
-            cls.server.start()
-            cls.channel = grpc.insecure_channel(cls.server.target, options=CHANNEL_OPTIONS)
-            grpc.channel_ready_future(cls.channel).result(timeout=RPC_TIMEOUT_S)
-            cls.stub = pb_grpc.GRPCInferenceServiceStub(cls.channel)
-        except BaseException:
-            sp.stop_class_fixture(cls, expect_code=None)
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        sp.stop_class_fixture(cls, expect_code=0)
+        def build(tmp):
+            cls.served, args = cls.build(tmp)
+            return args
+        cls.start_class_server("reluserve-deep-", build)
 
     def inputs(self, seed=0, n=None, x_tail=None):
         return self.served.inputs(n or self.N, x_tail or self.X_TAIL,
@@ -521,6 +541,112 @@ class ConsecutiveLinearsTest(ServedCase, OipTestCase):
         return served, [sp.WEIGHTS_FLAG, path, LAYERS_FLAG, cls.LAYERS]
 
 
+# -- the reluserve-client CLI ---------------------------------------------------
+
+class CliThreeLayerTest(ServedCase, OipTestCase):
+    """reluserve-client (the CLI) on nn.Sequential(Linear, ReLU, Linear, ReLU,
+    Linear), 3072 -> 64 -> 32 -> 10, served with --layers and --model-name:
+    `infer --x x.npy --grad-y gy.npy --out DIR` writes x, grad_y, y, grad_x
+    and grad_<P> for every parameter P as float32 .npy files, each output
+    matching torch autograd like the gRPC answers above; `metadata` lists
+    every input and output with its shape."""
+
+    MODEL = "mlp3_cli"
+    LAYERS = "linear,relu,linear,relu,linear"
+    PARAMS = ["0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias"]
+
+    @classmethod
+    def build(cls, tmp):
+        module = tm.mlp(108, [3072, 64, 32, 10], final_relu=False)
+        assert tm.layers_of(module) == cls.LAYERS
+        path = os.path.join(tmp, "mlp3.safetensors")
+        tm.save_state_dict(module, path)
+        served = tm.ServedModel(module, layers=cls.LAYERS)
+        assert served.param_names == cls.PARAMS, served.param_names
+        return served, [sp.WEIGHTS_FLAG, path, LAYERS_FLAG, cls.LAYERS,
+                        "--model-name", cls.MODEL]
+
+    def client(self, *args):
+        """Runs reluserve-client with `args` against this class's server and
+        model; expects exit status 0 and returns its standard output."""
+        if not ARGS.client:
+            self.fail("no reluserve-client: pass --client PATH (CMake passes "
+                      "$<TARGET_FILE:reluserve-client>)")
+        if not (os.path.isfile(ARGS.client) and os.access(ARGS.client, os.X_OK)):
+            self.fail(f"client binary not found or not executable: {ARGS.client}")
+        argv = [ARGS.client, *[str(a) for a in args], "--target", self.server.target,
+                "--model", self.MODEL]
+        try:
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=CLIENT_TIMEOUT_S, env=sp.loopback_env())
+        except subprocess.TimeoutExpired as e:
+            self.fail(f"{shlex.join(argv)} did not finish within {CLIENT_TIMEOUT_S:.0f} s\n"
+                      f"stdout: {e.stdout!r}\nstderr: {e.stderr!r}")
+        self.assertEqual(proc.returncode, 0,
+                         f"{shlex.join(argv)} exited {proc.returncode}\n--- stdout ---\n"
+                         f"{proc.stdout}--- stderr ---\n{proc.stderr}"
+                         f"--- server log ---\n{self.server.log()}")
+        return proc.stdout
+
+    def load_npy(self, directory, name):
+        path = os.path.join(directory, name + ".npy")
+        self.assertTrue(os.path.isfile(path),
+                        f"{path} missing; the directory holds {sorted(os.listdir(directory))}")
+        a = np.load(path, allow_pickle=False)
+        self.assertEqual(a.dtype, np.float32, f"{name}.npy dtype")
+        return a
+
+    def infer_from_files(self, x, gy):
+        """`infer --x x.npy --grad-y gy.npy --out DIR`; returns DIR."""
+        work = tempfile.mkdtemp(prefix="cli-infer-", dir=self.tmp.name)
+        x_path, gy_path = os.path.join(work, "x.npy"), os.path.join(work, "gy.npy")
+        np.save(x_path, x)
+        np.save(gy_path, gy)
+        out_dir = os.path.join(work, "out")
+        self.client("infer", "--x", x_path, "--grad-y", gy_path, "--out", out_dir)
+        return out_dir
+
+    def test_cli_infer_writes_every_output_matching_autograd(self):
+        # x flat, [N, 3072], and as images, [N, 3, 32, 32]: grad_x comes
+        # back in the shape x was sent in.
+        for seed, x_tail in ((20, None), (21, (3, 32, 32))):
+            with self.subTest(x_tail=x_tail):
+                x, gy = self.inputs(seed=seed, x_tail=x_tail)
+                self.assertEqual(x.shape, (self.N, *(x_tail or (3072,))))
+                out_dir = self.infer_from_files(x, gy)
+                ref = self.served.reference(x, gy)
+                self.assertEqual(list(ref),
+                                 ["y", "grad_x"] + ["grad_" + p for p in self.PARAMS])
+                self.assertEqual(sorted(os.listdir(out_dir)),
+                                 sorted(name + ".npy" for name in ["x", "grad_y", *ref]),
+                                 "--out holds the inputs and every output the server "
+                                 "sent, one <name>.npy each")
+                # The inputs as sent, bit for bit.
+                np.testing.assert_array_equal(self.load_npy(out_dir, "x"), x)
+                np.testing.assert_array_equal(self.load_npy(out_dir, "grad_y"), gy)
+                for name, expected in ref.items():
+                    self.assertMatches(name, self.load_npy(out_dir, name), expected)
+
+    def test_cli_metadata_lists_every_parameter_gradient(self):
+        text = self.client("metadata")
+        sections, section = {"inputs": {}, "outputs": {}}, None
+        for line in text.splitlines():
+            if line in sections:
+                section = sections[line]
+            elif section is not None and line.startswith("  "):
+                name, datatype, shape = line.split(None, 2)
+                section[name] = (datatype, [int(d) for d in re.findall(r"-?\d+", shape)])
+            else:
+                section = None
+        self.assertIn(self.MODEL, text)
+        self.assertEqual(sections["inputs"],
+                         {n: ("FP32", s) for n, s in self.served.input_specs()}, text)
+        self.assertEqual(sections["outputs"],
+                         {n: ("FP32", s) for n, s in self.served.output_specs()}, text)
+        for p in self.PARAMS:
+            self.assertIn("grad_" + p, sections["outputs"], text)
+
+
 # -- a model repository --------------------------------------------------------
 
 class RepositoryTest(OipTestCase):
@@ -530,47 +656,33 @@ class RepositoryTest(OipTestCase):
     two_versions (no config.pbtxt; versions 1 and 2 with other weights)."""
 
     MAX_BATCH = 64
-    server = None
-    tmp = None
-    channel = None
 
     @classmethod
     def setUpClass(cls):
-        tm.require_torch()
-        cls.tmp = tempfile.TemporaryDirectory(prefix="reluserve-deep-repo-")
-        try:
-            mlp3 = tm.mlp(201, [3072, 32, 16, 10], final_relu=False)
-            layers = tm.layers_of(mlp3)
-            classifier = tm.mlp(202, [16, 8, 4])
-            v1, v2 = tm.mlp(203, [12, 6, 3]), tm.mlp(204, [12, 6, 3])
-            cls.root = os.path.join(cls.tmp.name, "models")
-            cls.paths = tm.write_repository(cls.root, [
-                ("mlp3", {1: mlp3},
-                 tm.config_pbtxt(name="mlp3", max_batch_size=8, layers=layers,
-                                 dynamic_batching=(500, [4]))),
-                ("classifier", {1: classifier}, tm.config_pbtxt(backward=False)),
-                ("two_versions", {1: v1, 2: v2}, None),
-            ])
-            cls.models = {
-                ("mlp3", "1"): tm.ServedModel(mlp3, layers=layers),
-                ("classifier", "1"): tm.ServedModel(classifier),
-                ("two_versions", "1"): tm.ServedModel(v1),
-                ("two_versions", "2"): tm.ServedModel(v2),
-            }
-            cls.server = sp.ServerProcess(ARGS.server, [
-                REPOSITORY_FLAG, cls.root, "--compute-threads", 1,
-                "--max-batch", cls.MAX_BATCH])
-            cls.server.start()
-            cls.channel = grpc.insecure_channel(cls.server.target, options=CHANNEL_OPTIONS)
-            grpc.channel_ready_future(cls.channel).result(timeout=RPC_TIMEOUT_S)
-            cls.stub = pb_grpc.GRPCInferenceServiceStub(cls.channel)
-        except BaseException:
-            sp.stop_class_fixture(cls, expect_code=None)
-            raise
+        cls.start_class_server("reluserve-deep-repo-", cls.build_repository)
 
     @classmethod
-    def tearDownClass(cls):
-        sp.stop_class_fixture(cls, expect_code=0)
+    def build_repository(cls, tmp):
+        mlp3 = tm.mlp(201, [3072, 32, 16, 10], final_relu=False)
+        layers = tm.layers_of(mlp3)
+        classifier = tm.mlp(202, [16, 8, 4])
+        v1, v2 = tm.mlp(203, [12, 6, 3]), tm.mlp(204, [12, 6, 3])
+        cls.root = os.path.join(tmp, "models")
+        cls.paths = tm.write_repository(cls.root, [
+            ("mlp3", {1: mlp3},
+             tm.config_pbtxt(name="mlp3", max_batch_size=8, layers=layers,
+                             dynamic_batching=(500, [4]))),
+            ("classifier", {1: classifier}, tm.config_pbtxt(backward=False)),
+            ("two_versions", {1: v1, 2: v2}, None),
+        ])
+        cls.models = {
+            ("mlp3", "1"): tm.ServedModel(mlp3, layers=layers),
+            ("classifier", "1"): tm.ServedModel(classifier),
+            ("two_versions", "1"): tm.ServedModel(v1),
+            ("two_versions", "2"): tm.ServedModel(v2),
+        }
+        return [REPOSITORY_FLAG, cls.root, "--compute-threads", 1,
+                "--max-batch", cls.MAX_BATCH]
 
     def inputs(self, key, n, seed, x_tail=None):
         return self.models[key].inputs(n, x_tail, seed=seed, margin=FP32_MARGIN)

@@ -31,7 +31,6 @@ sys.dont_write_bytecode = True
 
 import os  # noqa: E402
 import pathlib  # noqa: E402
-import tempfile  # noqa: E402
 import unittest  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -42,12 +41,10 @@ import deep_models_test as dm  # noqa: E402
 import grpc  # noqa: E402
 
 import grpc_service_pb2 as pb  # noqa: E402
-import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
 import model_config_pb2 as mc_pb  # noqa: E402
-import server_process as sp  # noqa: E402
 import torch_models as tm  # noqa: E402
-from deep_models_test import (ARGS, CHANNEL_OPTIONS, FP32_MARGIN, RPC_TIMEOUT_S,  # noqa: E402
-                              UNITTEST_ARGV, make_request, stats_by_key)
+from deep_models_test import (FP32_MARGIN, RPC_TIMEOUT_S, UNITTEST_ARGV,  # noqa: E402
+                              make_request, stats_by_key)
 
 BATCH = 4       # perf_analyzer -b 4
 REQUESTS = 6    # requests per measurement; bounded
@@ -64,45 +61,30 @@ class PerfAnalyzerSequenceTest(dm.OipTestCase):
     "false", max_batch_size 16) and `trainable` (20 -> 16 -> 12 -> 8, no
     final ReLU, dynamic batching, versions 1 and 3)."""
 
-    server = None
-    tmp = None
-    channel = None
-
     @classmethod
     def setUpClass(cls):
-        tm.require_torch()
-        cls.tmp = tempfile.TemporaryDirectory(prefix="reluserve-perf-seq-")
-        try:
-            classifier = tm.mlp(401, [3072, 16, 10])
-            t1 = tm.mlp(402, [20, 16, 12, 8], final_relu=False)
-            t3 = tm.mlp(403, [20, 16, 12, 8], final_relu=False)
-            layers = tm.layers_of(t1)
-            root = os.path.join(cls.tmp.name, "models")
-            tm.write_repository(root, [
-                ("image_classifier", {1: classifier},
-                 tm.config_pbtxt(name="image_classifier", max_batch_size=16,
-                                 backward=False)),
-                ("trainable", {1: t1, 3: t3},
-                 tm.config_pbtxt(layers=layers, dynamic_batching=(1000, [8]))),
-            ])
-            cls.models = {
-                ("image_classifier", "1"): tm.ServedModel(classifier),
-                ("trainable", "1"): tm.ServedModel(t1, layers=layers),
-                ("trainable", "3"): tm.ServedModel(t3, layers=layers),
-            }
-            cls.server = sp.ServerProcess(ARGS.server, [
-                dm.REPOSITORY_FLAG, root, "--compute-threads", 1, "--max-batch", MAX_BATCH])
-            cls.server.start()
-            cls.channel = grpc.insecure_channel(cls.server.target, options=CHANNEL_OPTIONS)
-            grpc.channel_ready_future(cls.channel).result(timeout=RPC_TIMEOUT_S)
-            cls.stub = pb_grpc.GRPCInferenceServiceStub(cls.channel)
-        except BaseException:
-            sp.stop_class_fixture(cls, expect_code=None)
-            raise
+        cls.start_class_server("reluserve-perf-seq-", cls.build_repository)
 
     @classmethod
-    def tearDownClass(cls):
-        sp.stop_class_fixture(cls, expect_code=0)
+    def build_repository(cls, tmp):
+        classifier = tm.mlp(401, [3072, 16, 10])
+        t1 = tm.mlp(402, [20, 16, 12, 8], final_relu=False)
+        t3 = tm.mlp(403, [20, 16, 12, 8], final_relu=False)
+        layers = tm.layers_of(t1)
+        root = os.path.join(tmp, "models")
+        tm.write_repository(root, [
+            ("image_classifier", {1: classifier},
+             tm.config_pbtxt(name="image_classifier", max_batch_size=16,
+                             backward=False)),
+            ("trainable", {1: t1, 3: t3},
+             tm.config_pbtxt(layers=layers, dynamic_batching=(1000, [8]))),
+        ])
+        cls.models = {
+            ("image_classifier", "1"): tm.ServedModel(classifier),
+            ("trainable", "1"): tm.ServedModel(t1, layers=layers),
+            ("trainable", "3"): tm.ServedModel(t3, layers=layers),
+        }
+        return [dm.REPOSITORY_FLAG, root, "--compute-threads", 1, "--max-batch", MAX_BATCH]
 
     # -- the sequence --------------------------------------------------------
     def discover(self, model, version, backward):

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -61,15 +62,19 @@ class FakeService final : public inference::GRPCInferenceService::Service {
       return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such model");
     }
     response->set_name("linear_relu");
-    auto add = [](auto* tensor, const char* name, int64_t columns) {
+    // What reluserve-server lists for one Linear+ReLU.
+    auto add = [](auto* tensor, const char* name,
+                  std::initializer_list<int64_t> shape) {
       tensor->set_name(name);
       tensor->set_datatype("FP32");
-      tensor->add_shape(-1);
-      tensor->add_shape(columns);
+      for (int64_t dim : shape) tensor->add_shape(dim);
     };
-    add(response->add_inputs(), "x", kK);
-    add(response->add_inputs(), "grad_y", kM);
-    add(response->add_outputs(), "y", kM);
+    add(response->add_inputs(), "x", {-1, kK});
+    add(response->add_inputs(), "grad_y", {-1, kM});
+    add(response->add_outputs(), "y", {-1, kM});
+    add(response->add_outputs(), "grad_x", {-1, kK});
+    add(response->add_outputs(), "grad_weight", {kM, kK});
+    add(response->add_outputs(), "grad_bias", {kM});
     return grpc::Status::OK;
   }
 
