@@ -102,10 +102,14 @@ int RunHealth(const Client& client) {
   auto yes_no = [](bool value) { return value ? "true" : "false"; };
   absl::PrintF("live         %s\n", yes_no(health->live));
   absl::PrintF("ready        %s\n", yes_no(health->ready));
-  absl::PrintF("model ready  %s (%s%s%s)\n", yes_no(health->model_ready),
-               client.options().model_name,
-               client.options().model_version.empty() ? "" : " version ",
-               client.options().model_version);
+  if (client.options().model_name.empty()) {
+    absl::PrintF("model ready  - (no --model: not checked)\n");
+  } else {
+    absl::PrintF("model ready  %s (%s%s%s)\n", yes_no(health->model_ready),
+                 client.options().model_name,
+                 client.options().model_version.empty() ? "" : " version ",
+                 client.options().model_version);
+  }
   if (!health->detail.empty()) std::cerr << health->detail << "\n";
   return health->live && health->ready && health->model_ready ? kOk : kFailed;
 }
@@ -365,18 +369,21 @@ int Main(int argc, char** argv) {
   AddVersionFlag(app, "reluserve-client");
   app.footer(kExitStatusFooter);
 
-  CommonFlags common;
+  // One set per subcommand: CLI11 fills a flag's environment value into
+  // every subcommand that declares it, so shared storage would let an
+  // unused subcommand's RELUSERVE_TARGET override the --target given.
+  CommonFlags health_flags, metadata_flags, infer_common;
   InferFlags infer_flags;
 
   CLI::App* health = app.add_subcommand(
       "health",
       "ServerLive, ServerReady and ModelReady. Exit status: 0 when all are "
       "true, 1 when any is false, 4 when the server cannot be reached.");
-  AddCommonFlags(*health, common);
+  AddCommonFlags(*health, health_flags);
 
   CLI::App* metadata = app.add_subcommand(
       "metadata", "Server name, version and extensions; the model's tensors.");
-  AddCommonFlags(*metadata, common);
+  AddCommonFlags(*metadata, metadata_flags);
 
   CLI::App* infer = app.add_subcommand(
       "infer",
@@ -387,7 +394,7 @@ int Main(int argc, char** argv) {
       "std::mt19937_64 via Box-Muller, the i-th input's from --seed + i "
       "(x from --seed, grad_y from --seed + 1); the same seed gives the "
       "same tensors on every machine.");
-  AddCommonFlags(*infer, common);
+  AddCommonFlags(*infer, infer_common);
   CLI::Option* batch = infer
                            ->add_option("--batch", infer_flags.batch,
                                         "Rows N of the random inputs")
@@ -432,6 +439,9 @@ int Main(int argc, char** argv) {
     return *exit_status;
   }
 
+  CommonFlags& common = health->parsed()     ? health_flags
+                        : metadata->parsed() ? metadata_flags
+                                             : infer_common;
   common.options.deadline = std::chrono::milliseconds(common.timeout_ms);
   const Client client(common.options);
   if (absl::Status connected =

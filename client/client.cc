@@ -117,6 +117,12 @@ absl::StatusOr<HealthStatus> Client::Health() const {
           "ServerReady: ", FromGrpcStatus(status).ToString(), "; ");
     }
   }
+  // No model named: the server's readiness alone (it is ready only once
+  // every model has loaded).
+  if (options_.model_name.empty()) {
+    health.model_ready = true;
+    return health;
+  }
   {
     grpc::ClientContext context;
     PrepareContext(context);

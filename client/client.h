@@ -108,9 +108,10 @@ class Client {
   // so and how to wait longer, when it does not.
   absl::Status WaitForConnection(std::chrono::milliseconds timeout) const;
 
-  // ServerLive, then ServerReady and ModelReady. Fails only when ServerLive
-  // fails (the server cannot be reached); a failure of the other two reads as
-  // "not ready", described in `detail`.
+  // ServerLive, then ServerReady and ModelReady (skipped, counting as ready,
+  // when the options name no model). Fails only when ServerLive fails (the
+  // server cannot be reached); a failure of the other two reads as "not
+  // ready", described in `detail`.
   absl::StatusOr<HealthStatus> Health() const;
 
   absl::StatusOr<inference::ServerMetadataResponse> ServerMetadata() const;

@@ -65,11 +65,11 @@ class CliSmokeTest(unittest.TestCase):
         sp.stop_class_fixture(cls, expect_code)
 
     # -- helpers ---------------------------------------------------------
-    def client(self, *args, expect_code=0):
+    def client(self, *args, expect_code=0, env=None):
         argv = [ARGS.client, *[str(a) for a in args]]
         try:
             proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=CLIENT_TIMEOUT_S, env=sp.loopback_env())
+                                  timeout=CLIENT_TIMEOUT_S, env=sp.loopback_env(env))
         except subprocess.TimeoutExpired as e:
             self.fail(f"{shlex.join(argv)} did not finish within {CLIENT_TIMEOUT_S:.0f} s\n"
                       f"stdout: {e.stdout!r}\nstderr: {e.stderr!r}")
@@ -118,6 +118,19 @@ class CliSmokeTest(unittest.TestCase):
     # -- tests -------------------------------------------------------------
     def test_health(self):
         self.client("health", "--target", self.server.target)
+
+    def test_health_without_a_model_checks_the_server_alone(self):
+        _, out, _ = self.client("health", "--target", self.server.target, "--model", "")
+        self.assertIn("not checked", out)
+        # A model that is not served is not ready: exit 1.
+        self.client("health", "--target", self.server.target, "--model", "absent",
+                    expect_code=1)
+
+    def test_target_flag_wins_over_the_environment_in_every_subcommand(self):
+        # Nothing listens on port 1: the environment's target must lose.
+        for command in ("health", "metadata", "infer"):
+            self.client(command, "--target", self.server.target,
+                        env={"RELUSERVE_TARGET": "127.0.0.1:1"})
 
     def test_metadata_mentions_model(self):
         _, out, err = self.client("metadata", "--target", self.server.target)

@@ -305,5 +305,61 @@ TEST_F(SchedulerTest, StoppingAnswersQueuedJobsUnavailable) {
   EXPECT_EQ(queued_outcome.get().code(), absl::StatusCode::kUnavailable);
 }
 
+// Dynamic batching merges forward requests for a deep model as for one
+// layer: every input row-gathered, every output scattered back.
+TEST(StackSchedulerTest, MergedForwardRequestsOnAStackAreSplitBackCorrectly) {
+  std::vector<SequentialLayerSpec> layers(3);
+  const int64_t widths[] = {24, 16, 12, 5};
+  for (size_t i = 0; i < layers.size(); ++i) {
+    layers[i].weights = MakeDefaultWeights(widths[i], widths[i + 1], 9 + i);
+    layers[i].relu = i + 1 < layers.size();
+    layers[i].module = std::to_string(2 * i);
+    layers[i].weight_name = layers[i].module + ".weight";
+    layers[i].bias_name = layers[i].module + ".bias";
+  }
+  absl::StatusOr<std::unique_ptr<SequentialModel>> created =
+      SequentialModel::Create(layers);
+  ASSERT_TRUE(created.ok());
+  const std::shared_ptr<const SequentialModel> model = std::move(*created);
+  const size_t outputs = model->signature().outputs.size();
+
+  Scheduler::Options options;
+  options.compute_threads = 1;
+  options.max_batch_delay = 2s;  // generous: the batch flushes on size
+  options.preferred_batch_rows = 1 + 2 + 3 + 4;
+  std::atomic<int> executions{0};
+  Scheduler scheduler(
+      options, model,
+      [&](int64_t, Nanoseconds, Nanoseconds, Nanoseconds) { ++executions; });
+  std::vector<std::vector<float>> xs, ys;
+  std::vector<std::promise<absl::Status>> outcomes(4);
+  for (int64_t rows = 1; rows <= 4; ++rows) {
+    xs.push_back(RandomValues(rows * widths[0], 80 + rows));
+    ys.emplace_back(rows * widths[3], -1.0f);
+  }
+  for (int64_t rows = 1; rows <= 4; ++rows) {
+    auto job = std::make_unique<InferJob>();
+    job->validated.batch = rows;
+    job->validated.inputs = {xs[rows - 1].data(), nullptr};
+    job->validated.input_shapes = {{rows, widths[0]}, {}};
+    job->validated.outputs = {
+        {0, Precision::kFloat32, {rows, widths[3]}, rows * widths[3]}};
+    job->outputs.assign(outputs, nullptr);
+    job->outputs[0] = ys[rows - 1].data();
+    std::promise<absl::Status>* outcome = &outcomes[rows - 1];
+    job->done = [outcome](InferJob&, const absl::Status& status) {
+      outcome->set_value(status);
+    };
+    scheduler.Submit(std::move(job));
+  }
+  for (auto& outcome : outcomes) EXPECT_TRUE(outcome.get_future().get().ok());
+  EXPECT_EQ(executions.load(), 1) << "all four should share one run";
+  for (int64_t rows = 1; rows <= 4; ++rows) {
+    const ReferenceStackResult expected =
+        NaiveSequential(layers, rows, xs[rows - 1].data(), nullptr);
+    EXPECT_LE(RelativeError(ys[rows - 1], expected.y), 1e-5) << rows;
+  }
+}
+
 }  // namespace
 }  // namespace reluserve

@@ -245,6 +245,74 @@ TEST_P(ServerMetricsOptionsTest, BusyMetricsPortFailsTheStartWithAMessage) {
       << second.status();
 }
 
+// Two models side by side, one a stack: every series carries its own model
+// and version, and each ReLU layer of the stack its own `layer` label (the
+// module index of the Linear it follows).
+TEST(DeepModelMetricsTest, EveryModelAndReluLayerHasItsOwnSeries) {
+  // Layer 0 (module 0): W = 0, bias -1 for 2 of 4 units: those are dead.
+  // Layer 1 (module 2): W = 0, bias -1 for 1 of 3 units. Layer 2 (module
+  // 4): no ReLU, so no series.
+  std::vector<SequentialLayerSpec> layers(3);
+  const int64_t widths[] = {6, 4, 3, 2};
+  const int dead[] = {2, 1, 0};
+  for (size_t i = 0; i < layers.size(); ++i) {
+    LinearWeights& w = layers[i].weights;
+    w = MakeDefaultWeights(widths[i], widths[i + 1], 1 + i);
+    std::fill(w.weight.begin(), w.weight.end(), 0.0f);
+    for (int64_t unit = 0; unit < widths[i + 1]; ++unit) {
+      w.bias[unit] = unit < dead[i] ? -1.0f : 1.0f;
+    }
+    layers[i].relu = i + 1 < layers.size();
+    layers[i].module = std::to_string(2 * i);
+    layers[i].weight_name = layers[i].module + ".weight";
+    layers[i].bias_name = layers[i].module + ".bias";
+  }
+  absl::StatusOr<std::unique_ptr<SequentialModel>> deep =
+      SequentialModel::Create(layers);
+  ASSERT_TRUE(deep.ok());
+  std::vector<ServedModelSpec> models(2);
+  models[0].config.name = "mlp";
+  models[0].config.version = "3";
+  models[0].model = std::move(*deep);
+  models[1].model = SingleLayerModel(HalfDeadWeights());
+  Server::Options options;
+  options.port = 0;
+  options.metrics_port = 0;
+  absl::StatusOr<std::unique_ptr<Server>> server =
+      Server::Start(options, std::move(models));
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(
+      (*server)->address(), grpc::InsecureChannelCredentials()));
+
+  for (const auto& [name, rows] :
+       {std::pair<std::string, int64_t>{"mlp", 5}, {"linear_relu", 2}}) {
+    inference::ModelInferRequest request;
+    request.set_model_name(name);
+    const int64_t in = name == "mlp" ? widths[0] : kIn;
+    AddInput(request, "x", {rows, in}, RandomValues(rows * in, 3));
+    inference::ModelInferResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->ModelInfer(&context, request, &response).ok()) << name;
+  }
+  const std::string text = Scrape((*server)->metrics_port());
+  const std::string mlp = "{model=\"mlp\",version=\"3\"";
+  EXPECT_EQ(Value(text, "nv_inference_count" + mlp + "}"), 5);
+  EXPECT_EQ(Value(text, "nv_inference_count" + Model()), 2);
+  EXPECT_EQ(Value(text, "reluserve_relu_units" + mlp + ",layer=\"0\"}"), 4);
+  EXPECT_EQ(Value(text, "reluserve_relu_dead_units" + mlp + ",layer=\"0\"}"),
+            2);
+  EXPECT_EQ(Value(text, "reluserve_relu_units" + mlp + ",layer=\"2\"}"), 3);
+  EXPECT_EQ(Value(text, "reluserve_relu_dead_units" + mlp + ",layer=\"2\"}"),
+            1);
+  EXPECT_EQ(Value(text, "reluserve_relu_window_rows" + mlp + ",layer=\"2\"}"),
+            5);
+  EXPECT_EQ(text.find(mlp + ",layer=\"4\"}"), std::string::npos)
+      << "the last Linear has no ReLU";
+  EXPECT_EQ(
+      Value(text, "reluserve_relu_dead_units" + Model(",layer=\"0\"")),
+      kDeadUnits);
+}
+
 INSTANTIATE_TEST_SUITE_P(Inline, ServerMetricsOptionsTest,
                          ::testing::Values(Inline()), SchedulingName);
 
