@@ -2,7 +2,8 @@
 """Runs ReluServe's benchmarks side by side and writes docs/benchmarks.md.
 
 1. Core: reluserve-core-bench (Google Benchmark): the raw oneDNN primitive vs
-   LinearLayer, forward and forward+backward, N in {1, 32, 100, 256, 1024},
+   LinearLayer, and a raw 3-layer stack vs SequentialModel, forward and
+   forward+backward, N in {1, 32, 100, 256, 1024},
    1 and 2 OpenMP threads.
 2. Transport floor: reluserve-echo-server (same bytes, no compute, same
    allocator settings) vs reluserve-server, both driven by reluserve-load in
@@ -111,7 +112,7 @@ def core_bench(binary, quick):
         if entry.get("run_type") == "aggregate" and \
                 entry.get("aggregate_name") != "median":
             continue
-        match = re.match(r"(Raw|LinearLayer)/(Forward|ForwardBackward)/N:(\d+)/omp:(\d+)",
+        match = re.match(r"(Raw|LinearLayer|RawStack|Sequential)/(Forward|ForwardBackward)/N:(\d+)/omp:(\d+)",
                          entry["name"])
         if not match:
             continue
@@ -408,6 +409,28 @@ def write_markdown(report, path, args):
                 flops = 2 * n * 3072 * 100 * (3 if pass_name != "Forward" else 1)
                 add(f"| {pass_name} | {n} | {omp} | {raw:.1f} | {ours:.1f} | "
                     f"{flops / ours / 1e3:.1f} | {raw / ours:.3f} |")
+    add("")
+    add("## Core: a 3-layer Sequential vs the same stack of raw primitives")
+    add("")
+    add("Median µs per call (`reluserve-core-bench`), nn.Sequential(Linear(3072, "
+        "256), ReLU, Linear(256, 128), ReLU, Linear(128, 10)). RawStack: a "
+        "hand-written oneDNN program, layer by layer (fused ReLU post-ops, "
+        "forward_training, ReLU backward from each layer's output, backward "
+        "data and weights, memory objects made once). Sequential: "
+        "SequentialModel::Run (per-thread workspaces between layers, "
+        "NaN-preserving ReLU, every gradient). Target: ratio ≥ 0.95.")
+    add("")
+    add("| pass | N | omp | raw µs | Sequential µs | ratio raw/ours |")
+    add("|---|---|---|---|---|---|")
+    for pass_name in ("Forward", "ForwardBackward"):
+        for omp in (1, 2):
+            for n in (1, 32, 100, 256, 1024):
+                raw = core.get(("RawStack", pass_name, n, omp))
+                ours = core.get(("Sequential", pass_name, n, omp))
+                if raw is None or ours is None:
+                    continue
+                add(f"| {pass_name} | {n} | {omp} | {raw:.1f} | {ours:.1f} | "
+                    f"{raw / ours:.3f} |")
     add("")
     add("## Serving path vs the transport floor")
     add("")

@@ -84,23 +84,11 @@ int main(int argc, char** argv) {
   const dnnl_version_t* onednn = dnnl_version();
   spdlog::info(
       "oneDNN {}.{}.{} on {}, {} thread(s) per computation; messages up to "
-      "{} MiB in, {} MiB out",
+      "{:.1f} MiB in, {:.1f} MiB out",
       onednn->major, onednn->minor, onednn->patch,
       reluserve::LinearLayer::CpuIsaName(), flags.intra_op_threads,
-      (*server)->max_receive_bytes() >> 20, (*server)->max_send_bytes() >> 20);
-  if (flags.compute_threads == 0) {
-    spdlog::info("computing inline on gRPC's threads");
-  } else {
-    spdlog::info(
-        "{} compute thread(s), queue of {}; dynamic batching {}",
-        flags.compute_threads, flags.max_queue_size,
-        flags.max_batch_delay_us == 0
-            ? std::string("off")
-            : fmt::format("up to {} us, {} rows", flags.max_batch_delay_us,
-                          flags.preferred_batch_size > 0
-                              ? flags.preferred_batch_size
-                              : flags.max_batch));
-  }
+      (*server)->max_receive_bytes() / 1048576.0,
+      (*server)->max_send_bytes() / 1048576.0);
   spdlog::info("listening on {}", (*server)->address());
   if ((*server)->metrics_port() > 0) {
     spdlog::info(

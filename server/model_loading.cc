@@ -44,10 +44,26 @@ absl::StatusOr<LoadedModel> Build(std::vector<SequentialLayerSpec> layers,
                         absl::StrCat(source, ": ", model.status().message()));
   }
   LoadedModel loaded;
+  const Scheduler::Options& scheduling = spec.scheduling;
+  std::string computing = "computing inline on gRPC's threads";
+  if (scheduling.compute_threads > 0) {
+    computing = absl::StrCat(scheduling.compute_threads,
+                             " compute thread(s), queue of ",
+                             scheduling.max_queue_size, ", dynamic batching ");
+    if (scheduling.max_batch_delay.count() == 0) {
+      absl::StrAppend(&computing, "off");
+    } else {
+      absl::StrAppend(
+          &computing, "up to ", scheduling.max_batch_delay.count(), " us, ",
+          scheduling.preferred_batch_rows > 0 ? scheduling.preferred_batch_rows
+                                              : scheduling.max_batch_rows,
+          " rows");
+    }
+  }
   loaded.description = absl::StrCat(
       "model ", spec.config.name, " v", spec.config.version, ": ",
       (*model)->Describe(), options.backward ? "" : " (inference only)",
-      " from ", source, "; max batch ", spec.config.max_batch);
+      " from ", source, "; max batch ", spec.config.max_batch, "; ", computing);
   spec.model = std::shared_ptr<const Model>(std::move(*model));
   loaded.spec = std::move(spec);
   return loaded;

@@ -264,10 +264,14 @@ absl::StatusOr<std::vector<bool>> ParseLayerPlan(const std::string& layers,
       }
       relu_after.back() = true;
       previous_is_relu = true;
+    } else if (item == "dropout" || item == "identity" || item == "flatten") {
+      // The identity in model.eval() (Flatten: on [N, F] rows, and x may
+      // come in any shape whose trailing dimensions multiply to F).
     } else {
-      return refuse(absl::StrCat(at, " is '", item,
-                                 "', expected 'linear' or 'relu' (lower "
-                                 "case)"));
+      return refuse(absl::StrCat(
+          at, " is '", item,
+          "', expected 'linear', 'relu', or a module that is the identity "
+          "at inference: 'dropout', 'identity', 'flatten' (lower case)"));
     }
     ++position;
   }

@@ -51,8 +51,10 @@ absl::Status WriteLinearStack(const std::string& path, const LinearStack& stack,
                               const std::string& prefix = "");
 
 // Where the ReLUs go: relu_after[i] for layer i. Empty `layers`: a ReLU after
-// every Linear. Otherwise a comma-separated list of "linear" and "relu"
-// (spaces around items allowed, lower case only): it must have exactly
+// every Linear. Otherwise a comma-separated list of "linear", "relu" and
+// modules that are the identity in model.eval() ("dropout", "identity",
+// "flatten": skipped), spaces around items allowed, lower case only: it must
+// have exactly
 // stack.layers.size() "linear" entries, never "relu" first nor two "relu" in
 // a row; and for an nn.Sequential stack (module != "") the positions of the
 // "linear" entries must equal the layers' module indices (the list IS the

@@ -235,6 +235,16 @@ absl::Status ApplyConfig(const std::string& path, RepositoryModel* model) {
 absl::StatusOr<RepositoryModel> ScanModel(const fs::path& folder) {
   RepositoryModel model;
   model.name = folder.filename().string();
+  // The name goes into requests, metric labels and log lines: the same
+  // characters --model-name allows.
+  if (model.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
+      std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        folder.string(),
+        ": a model folder's name is the model's name and may hold only "
+        "letters, digits, '_', '.' and '-'; rename the folder"));
+  }
 
   absl::StatusOr<std::vector<fs::directory_entry>> entries =
       ListDirectory(folder);

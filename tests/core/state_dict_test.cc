@@ -351,6 +351,26 @@ TEST(ParseLayerPlanTest, SequentialModuleLists) {
   EXPECT_EQ(*plan, (std::vector<bool>{false, true}));
 }
 
+// nn.Sequential(Flatten, Linear, ReLU, Dropout, Linear): modules 1 and 4
+// are the Linears; Flatten and Dropout are the identity in model.eval().
+TEST(ParseLayerPlanTest, IdentityModulesAreSkippedButKeepTheirPositions) {
+  const LinearStack stack = MakeSequential({{1, 4, 4}, {4, 4, 2}});
+  absl::StatusOr<std::vector<bool>> plan =
+      ParseLayerPlan("flatten,linear,relu,dropout,linear", stack);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(*plan, (std::vector<bool>{true, false}));
+  plan = ParseLayerPlan("identity,linear,dropout,relu,linear", stack);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(*plan, (std::vector<bool>{true, false}));
+  // Without the Flatten the Linears would be modules 0 and 3.
+  EXPECT_FALSE(ParseLayerPlan("linear,relu,dropout,linear", stack).ok());
+  const absl::Status other =
+      ParseLayerPlan("flatten,linear,tanh,dropout,linear", stack).status();
+  EXPECT_NE(other.message().find("'tanh'"), absl::string_view::npos) << other;
+  EXPECT_NE(other.message().find("'dropout'"), absl::string_view::npos)
+      << other;
+}
+
 TEST(ParseLayerPlanTest, SingleLinear) {
   LinearStack stack;
   stack.layers.push_back({"", "weight", "bias", MakeDefaultWeights(2, 2, 1)});
@@ -373,11 +393,11 @@ TEST(ParseLayerPlanTest, RefusalsSayWhatWasExpectedAndWhatCame) {
   EXPECT_TRUE(refused("linear,relu,relu,linear",
                       {"position 2", "second 'relu'", "expected 'linear'"}));
   EXPECT_TRUE(refused("linear,Relu,linear,relu,linear",
-                      {"position 1", "'Relu'", "expected 'linear' or 'relu'"}));
+                      {"position 1", "'Relu'", "expected 'linear', 'relu'"}));
   EXPECT_TRUE(refused("linear,relu,linear,relu,linear,",
-                      {"position 5", "''", "expected 'linear' or 'relu'"}));
+                      {"position 5", "''", "expected 'linear', 'relu'"}));
   EXPECT_TRUE(refused("linear,relu,dropout,linear",
-                      {"'dropout'", "expected 'linear' or 'relu'"}));
+                      {"2 'linear' entries", "expected 3"}));
   EXPECT_TRUE(
       refused("linear,relu,linear", {"2 'linear' entries, expected 3"}));
   EXPECT_TRUE(refused("linear,relu,linear,relu,linear,relu,linear",

@@ -122,6 +122,20 @@ TEST_F(ModelRepositoryTest, SeveralModelsAreSortedByName) {
   EXPECT_EQ(Names(*models), (std::vector<std::string>{"alpha", "mid", "zeta"}));
 }
 
+TEST_F(ModelRepositoryTest, FolderNamesAreModelNamesAndMustBeSafe) {
+  AddVersion("my model", "1");
+  absl::StatusOr<std::vector<RepositoryModel>> models =
+      ScanModelRepository(repo_);
+  ASSERT_EQ(models.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(models.status().message().find(At("my model")), std::string::npos)
+      << models.status();
+  EXPECT_NE(models.status().message().find("letters, digits"),
+            std::string::npos);
+  fs::remove_all(repo_);
+  AddVersion("resnet-50_v2.onnx", "1");
+  EXPECT_TRUE(ScanModelRepository(repo_).ok());
+}
+
 TEST_F(ModelRepositoryTest, VersionsAscendNumericallyAndTheHighestIsLast) {
   for (const char* version : {"9", "10", "2", "0"}) AddVersion("m", version);
   absl::StatusOr<std::vector<RepositoryModel>> models =
