@@ -35,7 +35,7 @@ class UnaryCall final : public grpc::ClientUnaryReactor {
     transport.stubs[ticket.channel]->PrepareUnaryCall(
         &call->context_, InferMethod(), grpc::StubOptions(), &call->request_,
         &call->response_, call);
-    call->sent_ = Clock::now();
+    call->sent_ = step->clock().Now();
     call->StartCall();
   }
 
@@ -93,7 +93,7 @@ bool StreamConn::Send(const Ticket& ticket) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closing_) return false;
-    outstanding_.push_back({ticket, Clock::now()});
+    outstanding_.push_back({ticket, step_->clock().Now()});
     writes_.push_back(RequestWithId(step_->transport().body, ticket.id));
     if (!writing_) {
       writing_ = true;
@@ -175,7 +175,7 @@ void StreamConn::OnReadDone(bool ok) {
     // A stream has no per-message deadline: enforce it here, as gRPC does
     // for unary calls.
     if (outcome.ok &&
-        Clock::now() - pending->sent > step_->transport().timeout) {
+        step_->clock().Now() - pending->sent > step_->transport().timeout) {
       outcome = {false, "DEADLINE_EXCEEDED",
                  "stream response arrived after the timeout"};
     }

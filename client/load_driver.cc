@@ -62,13 +62,15 @@ std::optional<inference::ModelStatistics> StatsProbe::Fetch(
 
 Driver::Driver(const LoadOptions& options, std::shared_ptr<Transport> transport,
                Clock::time_point deadline,
-               const LoadGenerator::ProgressCallback& progress, int steps)
+               const LoadGenerator::ProgressCallback& progress, int steps,
+               const LoadClock& clock)
     : options_(options),
       transport_(std::move(transport)),
       deadline_(deadline),
       progress_(progress),
       steps_(steps),
-      run_start_(Clock::now()),
+      clock_(clock),
+      run_start_(clock.Now()),
       stats_(options, transport_->channels[0]) {}
 
 absl::StatusOr<StepResult> Driver::RunStep(int index, bool open_loop,
@@ -88,12 +90,13 @@ absl::StatusOr<StepResult> Driver::RunStep(int index, bool open_loop,
   policy.backoff = options_.backoff;
   policy.gone_after = FromSeconds(options_.server_gone_after_s);
   policy.jitter_seed = options_.seed * 1000003u + index + 1;
-  step_ = std::make_unique<Step>(transport_, !open_loop, options_.requests,
-                                 options_.duration_s, deadline_, policy);
+  step_ =
+      std::make_unique<Step>(transport_, !open_loop, options_.requests,
+                             options_.duration_s, deadline_, policy, clock_);
   stream_conns_.assign(options_.channels, nullptr);
   measuring_ = false;
 
-  const Clock::time_point start = Clock::now();
+  const Clock::time_point start = clock_.Now();
   step_start_ = start;
   phase_start_ = start;
   if (options_.warmup_s <= 0) BeginMeasure(start, /*load_running=*/false);
@@ -191,7 +194,7 @@ void Driver::Tick() {
   event.open_loop = open_loop_;
   event.level = level_;
   event.warming_up = snapshot.phase == Phase::kWarmup;
-  event.elapsed_s = Seconds(Clock::now() - phase_start_);
+  event.elapsed_s = Seconds(clock_.Now() - phase_start_);
   event.answered = snapshot.answered;
   event.errors = snapshot.errors;
   event.in_flight = snapshot.in_flight;
@@ -205,7 +208,7 @@ StopReason Driver::WaitUntil(Clock::time_point until, bool until_idle,
                              bool global_deadline) {
   for (;;) {
     // Housekeeping first: an open loop behind schedule never sleeps.
-    const Clock::time_point now = Clock::now();
+    const Clock::time_point now = clock_.Now();
     CollectBefore(/*block=*/false);
     if (now >= next_tick_) {
       Tick();
@@ -271,7 +274,7 @@ StopReason Driver::DriveClosedLoop(Clock::time_point start,
     const StopReason warmed =
         WaitUntil(start + FromSeconds(options_.warmup_s), false);
     if (warmed != StopReason::kFinished) return warmed;
-    BeginMeasure(Clock::now(), /*load_running=*/true);
+    BeginMeasure(clock_.Now(), /*load_running=*/true);
   }
   if (options_.requests > 0) {
     return WaitUntil(Clock::time_point::max(), /*until_idle=*/true);
@@ -298,13 +301,13 @@ StopReason Driver::DriveOpenLoop(Clock::time_point start, double rate) {
       // Behind schedule past the end, later arrivals could not be
       // answered inside the window any more.
       if (options_.requests > 0 ? step_->AllCountedArrived()
-                                : due >= end || Clock::now() >= end) {
+                                : due >= end || clock_.Now() >= end) {
         return StopReason::kFinished;
       }
     }
     const StopReason waited = WaitUntil(due, false);
     if (waited != StopReason::kFinished) return waited;
-    const bool late = Clock::now() - due > kLoadLateAfter;
+    const bool late = clock_.Now() - due > kLoadLateAfter;
     const int channel = static_cast<int>(arrival % options_.channels);
     std::optional<Ticket> ticket = step_->ClaimScheduled(
         channel, !options_.stream, options_.max_in_flight, late);
@@ -314,11 +317,11 @@ StopReason Driver::DriveOpenLoop(Clock::time_point start, double rate) {
 
 absl::Status Driver::Drain() {
   // Unary calls end by their deadlines; streams are checked as they go.
-  WaitUntil(Clock::now() + transport_->timeout + kDrainGrace,
+  WaitUntil(clock_.Now() + transport_->timeout + kDrainGrace,
             /*until_idle=*/true, /*global_deadline=*/false);
   if (step_->Idle()) return absl::OkStatus();
   for (const auto& stream : step_->Streams()) stream->Cancel();
-  step_->WaitUntil(Clock::now() + kCancelGrace);
+  step_->WaitUntil(clock_.Now() + kCancelGrace);
   if (step_->Idle()) return absl::OkStatus();
   return absl::InternalError(
       "calls still unfinished after cancelling them; giving up");

@@ -39,12 +39,16 @@ class StatsProbe {
 };
 
 // One Run(): the steps one after another. The run's time (server_gone_at_s)
-// counts from the Driver's construction.
+// counts from the Driver's construction. The schedule, warm-up, measured
+// window and every wait run on `clock` (which its steps get too; `deadline`
+// is on it); gRPC's own deadlines stay on the system clock.
 class Driver {
  public:
+  // `clock` must outlive the Driver.
   Driver(const LoadOptions& options, std::shared_ptr<Transport> transport,
          Clock::time_point deadline,
-         const LoadGenerator::ProgressCallback& progress, int steps);
+         const LoadGenerator::ProgressCallback& progress, int steps,
+         const LoadClock& clock = LoadClock::Real());
 
   // Runs step `index` at `level` (concurrency or rate). An error only when
   // calls could not be finished (nothing to report then).
@@ -81,6 +85,7 @@ class Driver {
   const Clock::time_point deadline_;
   const LoadGenerator::ProgressCallback& progress_;
   const int steps_;
+  const LoadClock& clock_;
   const Clock::time_point run_start_;
   StatsProbe stats_;
 

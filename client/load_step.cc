@@ -17,10 +17,11 @@ Clock::duration FromSeconds(double seconds) {
       std::chrono::duration<double>(seconds));
 }
 
-std::chrono::system_clock::time_point ToSystem(Clock::time_point when) {
+std::chrono::system_clock::time_point ToSystem(Clock::time_point when,
+                                               const LoadClock& clock) {
   return std::chrono::system_clock::now() +
          std::chrono::duration_cast<std::chrono::system_clock::duration>(
-             when - Clock::now());
+             when - clock.Now());
 }
 
 std::string CodeName(grpc::StatusCode code) {
@@ -61,14 +62,15 @@ bool IsUnavailable(const Outcome& outcome) {
 
 Step::Step(std::shared_ptr<Transport> transport, bool closed_loop,
            int64_t requests, double duration_s, Clock::time_point deadline,
-           StepPolicy policy)
+           StepPolicy policy, const LoadClock& clock)
     : transport_(std::move(transport)),
       closed_loop_(closed_loop),
       requests_(requests),
       duration_(FromSeconds(duration_s)),
       deadline_(deadline),
-      stream_deadline_(ToSystem(deadline)),
+      stream_deadline_(ToSystem(deadline, clock)),
       policy_(policy),
+      clock_(clock),
       jitter_(policy.jitter_seed),
       streak_(policy.gone_after) {}
 
@@ -87,7 +89,7 @@ void Step::EnterDrain(StopReason reason) {
   retries_.clear();
   if (reason == StopReason::kTimedOut) timed_out_ = true;
   if (reason != StopReason::kFinished) {
-    abort_time_ = std::min(Clock::now(), deadline_);
+    abort_time_ = std::min(clock_.Now(), deadline_);
     // Answers still arriving are past the window.
     if (requests_ == 0 && measured_) t_end_ = std::min(t_end_, abort_time_);
   }
@@ -101,7 +103,7 @@ std::optional<Ticket> Step::Claim(int channel, bool new_reactor) {
 
 std::optional<Ticket> Step::ClaimScheduled(int channel, bool new_reactor,
                                            int max_in_flight, bool late) {
-  const Clock::time_point now = Clock::now();
+  const Clock::time_point now = clock_.Now();
   std::lock_guard<std::mutex> lock(mu_);
   const bool measuring = phase_ == Phase::kMeasure;
   if (measuring && late) ++late_;
@@ -129,7 +131,7 @@ bool Step::AllCountedArrived() {
 std::optional<Ticket> Step::Record(const Ticket& ticket, Clock::time_point sent,
                                    const Outcome& outcome, bool replace,
                                    bool new_reactor) {
-  const Clock::time_point done = Clock::now();
+  const Clock::time_point done = clock_.Now();
   std::lock_guard<std::mutex> lock(mu_);
   --in_flight_;
   const bool measured =
@@ -254,7 +256,7 @@ std::vector<std::shared_ptr<StreamConn>> Step::Streams() {
 
 void Step::WaitUntil(Clock::time_point when, bool until_idle) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_until(lock, when, [&] {
+  clock_.WaitUntil(lock, cv_, when, [&] {
     if (until_idle && IdleLocked()) return true;
     // Draining, nothing is sent and the server is not judged any more.
     if (phase_ == Phase::kDrain) return false;
@@ -286,7 +288,7 @@ void Step::Fill(StepResult& result, int64_t batch) {
   if (!measured_) {
     // Cut short during the warm-up: nothing measured.
   } else if (requests_ > 0) {
-    end = last_answer_ > t0_ ? last_answer_ : Clock::now();
+    end = last_answer_ > t0_ ? last_answer_ : clock_.Now();
     if (gone_.has_value()) end = std::max(t0_, abort_time_);
   } else {
     end = t_end_;
@@ -322,7 +324,7 @@ std::optional<Ticket> Step::ClaimLocked(int channel, bool new_reactor) {
       if (counted_sent_ >= requests_) return std::nullopt;
       ++counted_sent_;
       counted = true;
-    } else if (Clock::now() >= t_end_) {
+    } else if (clock_.Now() >= t_end_) {
       return std::nullopt;
     }
   }

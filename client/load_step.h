@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "client/load_backoff.h"
+#include "client/load_clock.h"
 #include "client/load_generator.h"
 #include "client/load_wire.h"
 #include "grpcpp/channel.h"
@@ -28,11 +29,12 @@
 
 namespace reluserve::load_internal {
 
-using Clock = std::chrono::steady_clock;
-
 double Seconds(Clock::duration duration);
 Clock::duration FromSeconds(double seconds);
-std::chrono::system_clock::time_point ToSystem(Clock::time_point when);
+// `when` on the system clock, as far from its present as it is from
+// `clock`'s.
+std::chrono::system_clock::time_point ToSystem(
+    Clock::time_point when, const LoadClock& clock = LoadClock::Real());
 std::string CodeName(grpc::StatusCode code);
 
 // What every call of a run shares; immutable once built but for the ids.
@@ -91,17 +93,23 @@ struct StepPolicy {
 // meanwhile are held back (counted as dropped). Either way, UNAVAILABLE
 // answers alone for StepPolicy::gone_after mean the server went away.
 //
+// Every time the step reads (answers, arrivals, the end of the window, a
+// drain) and every wait comes from its LoadClock; times passed in must be
+// on that clock.
+//
 // Thread safety: every public method may be called from any thread; all
 // state is guarded by mu_. No gRPC call is ever started with mu_ held (a
 // reaction may run inline and take it).
 class Step {
  public:
   // `deadline`: the run's global deadline, where measuring stops at the
-  // latest.
+  // latest. `clock` must outlive the step.
   Step(std::shared_ptr<Transport> transport, bool closed_loop, int64_t requests,
-       double duration_s, Clock::time_point deadline, StepPolicy policy);
+       double duration_s, Clock::time_point deadline, StepPolicy policy,
+       const LoadClock& clock = LoadClock::Real());
 
   Transport& transport() const { return *transport_; }
+  const LoadClock& clock() const { return clock_; }
   bool closed_loop() const { return closed_loop_; }
   std::chrono::system_clock::time_point stream_deadline() const {
     return stream_deadline_;
@@ -201,6 +209,7 @@ class Step {
   const Clock::time_point deadline_;
   const std::chrono::system_clock::time_point stream_deadline_;
   const StepPolicy policy_;
+  const LoadClock& clock_;
 
   std::mutex mu_;
   // reactors_ reached 0, a retry was queued, or the server is gone.

@@ -2,12 +2,17 @@
 #define RELUSERVE_TESTS_SUPPORT_LOAD_TESTING_H_
 
 // Shared by the LoadGenerator tests: an in-process fake
-// GRPCInferenceService with knobs, and LoadGeneratorTest, which serves it on
-// 127.0.0.1:<free port>.
+// GRPCInferenceService with knobs, LoadGeneratorTest, which serves it on
+// 127.0.0.1:<free port>, and FakeClock, a LoadClock that moves only when the
+// test says.
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -17,6 +22,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "client/load_clock.h"
 #include "client/load_generator.h"
 #include "grpc_service.grpc.pb.h"
 #include "grpcpp/server.h"
@@ -192,6 +198,121 @@ class FakeService final : public inference::GRPCInferenceService::Service {
   std::mutex mutex_;
   std::set<std::string> peers_;
   inference::ModelInferRequest last_request_;
+};
+
+// A LoadClock whose time moves only when the test says (Advance, AdvanceTo),
+// never with real time. A wait returns once its `done()` holds (checked when
+// its condition variable is notified, or the time moves) or once the fake
+// time reaches its end. AdvanceTo returns only after every wait has seen the
+// new time: each has returned, or checked and blocked again; so a test can
+// tell at once whether a wait is still blocked.
+//
+// Thread safety: every method may be called from any thread, but AdvanceTo
+// and Advance from one thread at a time and never with a waiter's mutex held
+// (e.g. a Step's, from inside a `done`).
+class FakeClock final : public load_internal::LoadClock {
+ public:
+  using Clock = load_internal::Clock;
+
+  // Far from steady_clock's epoch, as a real present is.
+  explicit FakeClock(Clock::time_point start = Clock::time_point() +
+                                               std::chrono::hours(24))
+      : now_(start) {}
+
+  Clock::time_point Now() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return now_;
+  }
+
+  void WaitUntil(std::unique_lock<std::mutex>& lock,
+                 std::condition_variable& cv, Clock::time_point when,
+                 const std::function<bool()>& done) const override {
+    Waiter waiter{lock.mutex(), &cv};
+    {
+      std::lock_guard<std::mutex> guard(mu_);
+      waiters_.push_back(&waiter);
+    }
+    // `lock` stays held from each check until cv.wait() releases it, and
+    // AdvanceTo takes it before notifying: no wake-up is lost.
+    while (!done()) {
+      {
+        std::lock_guard<std::mutex> guard(mu_);
+        if (now_ >= when) break;
+        waiter.seen = now_;
+        changed_.notify_all();
+      }
+      cv.wait(lock);
+    }
+    // Leaving: not while AdvanceTo may still touch this waiter's mutex, and
+    // not holding that mutex while waiting for AdvanceTo.
+    lock.unlock();
+    {
+      std::lock_guard<std::mutex> notifying(notify_mu_);
+      std::lock_guard<std::mutex> guard(mu_);
+      waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &waiter));
+      changed_.notify_all();
+    }
+    lock.lock();
+  }
+
+  // Never backwards.
+  void AdvanceTo(Clock::time_point when) {
+    Clock::time_point now;
+    {
+      std::lock_guard<std::mutex> notifying(notify_mu_);
+      std::vector<Waiter*> waiters;
+      {
+        std::lock_guard<std::mutex> guard(mu_);
+        now_ = std::max(now_, when);
+        now = now_;
+        waiters = waiters_;
+      }
+      for (Waiter* waiter : waiters) {
+        std::lock_guard<std::mutex> guard(*waiter->mu);
+        waiter->cv->notify_all();
+      }
+    }
+    std::unique_lock<std::mutex> guard(mu_);
+    changed_.wait(guard, [&] {
+      return std::all_of(waiters_.begin(), waiters_.end(),
+                         [&](const Waiter* w) { return w->seen >= now; });
+    });
+  }
+  void Advance(Clock::duration by) { AdvanceTo(Now() + by); }
+
+  // Waits (in real time, `timeout` at most) until at least `count` waits are
+  // blocked at the present fake time; false if they never were.
+  bool AwaitWaiters(size_t count, std::chrono::milliseconds timeout =
+                                      std::chrono::seconds(20)) const {
+    std::unique_lock<std::mutex> guard(mu_);
+    return changed_.wait_for(guard, timeout, [&] {
+      return static_cast<size_t>(std::count_if(
+                 waiters_.begin(), waiters_.end(),
+                 [&](const Waiter* w) { return w->seen == now_; })) >= count;
+    });
+  }
+
+  // Waits in progress (blocked or about to check).
+  size_t waiters() const {
+    std::lock_guard<std::mutex> guard(mu_);
+    return waiters_.size();
+  }
+
+ private:
+  struct Waiter {
+    std::mutex* mu;
+    std::condition_variable* cv;
+    Clock::time_point seen = Clock::time_point::min();  // guarded by mu_
+  };
+
+  // Serialises AdvanceTo's notifying with waiters leaving; taken before
+  // mu_ and before a waiter's mutex, never while holding either.
+  mutable std::mutex notify_mu_;
+  // Guards now_, waiters_ and each Waiter's `seen`; innermost.
+  mutable std::mutex mu_;
+  mutable std::condition_variable changed_;  // a waiter came, saw or left
+  Clock::time_point now_;
+  mutable std::vector<Waiter*> waiters_;
 };
 
 class LoadGeneratorTest : public ::testing::Test {
