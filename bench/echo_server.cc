@@ -180,10 +180,12 @@ int main(int argc, char** argv) {
   app.add_option("--port", flags.port, "Port to listen on (0 picks one)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
-  app.add_option("--in-features", flags.in_features, "K")
+  app.add_option("--in-features", flags.in_features,
+                 "in_features of the layer whose replies are echoed")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
-  app.add_option("--out-features", flags.out_features, "M")
+  app.add_option("--out-features", flags.out_features,
+                 "out_features of the layer whose replies are echoed")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   app.add_option("--max-batch", flags.max_batch,

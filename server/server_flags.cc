@@ -31,13 +31,13 @@ void DefineServerFlags(CLI::App& app, ServerFlags& flags) {
                  "'linear,relu,linear' (default: a ReLU after every Linear)")
       ->excludes(repository);
   app.add_option("--in-features", flags.in_features,
-                 "K, when no weights file is given")
+                 "in_features of the default layer (no weights file)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
       ->excludes(weights_file)
       ->excludes(repository);
   app.add_option("--out-features", flags.out_features,
-                 "M, when no weights file is given")
+                 "out_features of the default layer (no weights file)")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 24))
       ->excludes(weights_file)
