@@ -15,12 +15,14 @@ the generated stubs:
   and ModelConfig of every tensor;
 - the reluserve-client CLI on a 3-layer MLP: `infer --x --grad-y --out`
   writes y, grad_x and every grad_<P> as .npy, each matching autograd, and
-  `metadata` lists every output.
+  `metadata` lists every output; reluserve-load drives the same model
+  (FP32 with --grad, BF16 forward) from its metadata with no error.
 
-    /usr/bin/python3 -B deep_models_test.py --server PATH --client PATH --stubs DIR \
-        [unittest args]
+    /usr/bin/python3 -B deep_models_test.py --server PATH --client PATH \
+        --load PATH --stubs DIR [unittest args]
 
-Without --client (reluserve-client) the CLI tests FAIL, saying so.
+Without --client (reluserve-client) or --load (reluserve-load) the CLI and
+load tests FAIL, saying so.
 
 Needs Debian's python3-torch: without it every test FAILS, saying to run
 scripts/install-deps.sh.
@@ -31,6 +33,7 @@ import sys
 sys.dont_write_bytecode = True
 
 import collections  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import pathlib  # noqa: E402
 import re  # noqa: E402
@@ -42,7 +45,7 @@ import unittest  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import server_process as sp  # noqa: E402
 
-ARGS, UNITTEST_ARGV = sp.parse_cli(sys.argv)
+ARGS, LOAD, UNITTEST_ARGV = sp.parse_load_cli(sys.argv)
 if ARGS.stubs:
     sys.path.insert(0, os.path.abspath(ARGS.stubs))
 
@@ -620,6 +623,38 @@ class CliThreeLayerTest(ServedCase, OipTestCase):
                 np.testing.assert_array_equal(self.load_npy(out_dir, "grad_y"), gy)
                 for name, expected in ref.items():
                     self.assertMatches(name, self.load_npy(out_dir, name), expected)
+
+    def run_load(self, *args):
+        """reluserve-load against this class's model for 16 requests at
+        concurrency 2; returns its one step from --json."""
+        sp.require_load(self, LOAD)
+        out = os.path.join(tempfile.mkdtemp(prefix="load-", dir=self.tmp.name), "r.json")
+        argv = [LOAD, "--target", self.server.target, "--model", self.MODEL,
+                "--concurrency", "2", "--warmup", "0", "--requests", "16",
+                "--json", out, *[str(a) for a in args]]
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=CLIENT_TIMEOUT_S, env=sp.loopback_env())
+        self.assertEqual(proc.returncode, 0,
+                         f"{shlex.join(argv)}\n{proc.stdout}{proc.stderr}")
+        with open(out, encoding="utf-8") as f:
+            steps = json.load(f)["steps"]
+        self.assertEqual(len(steps), 1)
+        return steps[0]
+
+    def test_load_generator_drives_the_stack_from_its_metadata(self):
+        # --grad: every input the metadata lists, every output asked for
+        # (the load generator checks each answer carries them all).
+        before = stats_by_key(self.stub.ModelStatistics(
+            pb.ModelStatisticsRequest(name=self.MODEL), timeout=RPC_TIMEOUT_S))
+        for args in (["--batch", 4, "--grad"], ["--batch", 3, "--dtype", "bf16"]):
+            step = self.run_load(*args)
+            self.assertEqual(step["errors"], 0, (args, step))
+            self.assertEqual(step["successes"], 16, (args, step))
+        after = stats_by_key(self.stub.ModelStatistics(
+            pb.ModelStatisticsRequest(name=self.MODEL), timeout=RPC_TIMEOUT_S))
+        key = (self.MODEL, "1")
+        self.assertEqual(after[key].inference_count - before[key].inference_count,
+                         16 * 4 + 16 * 3)
 
     def test_cli_metadata_lists_every_parameter_gradient(self):
         text = self.client("metadata")
