@@ -69,13 +69,9 @@ grpc::Status Echo(const inference::ModelInferRequest& request,
   response.set_model_version(model.config.version);
   response.set_id(request.id());
   for (const reluserve::ValidatedRequest::Output& output : validated->outputs) {
-    auto* tensor = response.add_outputs();
-    tensor->set_name(signature.outputs[static_cast<size_t>(output.index)].name);
-    tensor->set_datatype(reluserve::DatatypeName(output.precision));
-    for (int64_t dim : output.shape) tensor->add_shape(dim);
-    response.add_raw_output_contents()->resize(
-        static_cast<size_t>(output.count) *
-        reluserve::ElementBytes(output.precision));
+    reluserve::AppendOutput(
+        response, signature.outputs[static_cast<size_t>(output.index)].name,
+        output);
   }
   return grpc::Status::OK;
 }

@@ -33,20 +33,6 @@ std::string LayerName(const SequentialLayerSpec& layer) {
 
 }  // namespace
 
-int ModelSignature::InputIndex(const std::string& name) const {
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (inputs[i].name == name) return static_cast<int>(i);
-  }
-  return -1;
-}
-
-int ModelSignature::OutputIndex(const std::string& name) const {
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    if (outputs[i].name == name) return static_cast<int>(i);
-  }
-  return -1;
-}
-
 absl::StatusOr<std::unique_ptr<SequentialModel>> SequentialModel::Create(
     std::vector<SequentialLayerSpec> layers,
     const SequentialModelOptions& options) {

@@ -61,21 +61,6 @@ InferenceLimits ResolveLimits(InferenceLimits limits,
   return limits;
 }
 
-// Appends `output` (named `name`) to the response and returns its bytes,
-// which the model (or a conversion) fills in place.
-void* AddOutput(inference::ModelInferResponse& response,
-                const std::string& name,
-                const ValidatedRequest::Output& output) {
-  auto* tensor = response.add_outputs();
-  tensor->set_name(name);
-  tensor->set_datatype(DatatypeName(output.precision));
-  for (int64_t dim : output.shape) tensor->add_shape(dim);
-  std::string* bytes = response.add_raw_output_contents();
-  bytes->resize(static_cast<size_t>(output.count) *
-                ElementBytes(output.precision));
-  return bytes->data();
-}
-
 }  // namespace
 
 InferenceService::InferenceService(std::vector<ServedModelSpec> models,
@@ -366,7 +351,7 @@ absl::Status InferenceService::PrepareJob(
   // The model writes FP32; a BF16 output is computed into staging first.
   float* next_staged = job.staging.data();
   for (const ValidatedRequest::Output& output : job.validated.outputs) {
-    void* target = AddOutput(
+    void* target = AppendOutput(
         response, signature.outputs[static_cast<size_t>(output.index)].name,
         output);
     float*& slot = job.outputs[static_cast<size_t>(output.index)];

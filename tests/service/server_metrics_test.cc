@@ -308,9 +308,8 @@ TEST(DeepModelMetricsTest, EveryModelAndReluLayerHasItsOwnSeries) {
             5);
   EXPECT_EQ(text.find(mlp + ",layer=\"4\"}"), std::string::npos)
       << "the last Linear has no ReLU";
-  EXPECT_EQ(
-      Value(text, "reluserve_relu_dead_units" + Model(",layer=\"0\"")),
-      kDeadUnits);
+  EXPECT_EQ(Value(text, "reluserve_relu_dead_units" + Model(",layer=\"0\"")),
+            kDeadUnits);
 }
 
 INSTANTIATE_TEST_SUITE_P(Inline, ServerMetricsOptionsTest,
