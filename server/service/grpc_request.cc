@@ -107,19 +107,6 @@ absl::StatusOr<InferenceRequest> FromModelInferRequest(
   return neutral;
 }
 
-void* AppendOutput(inference::ModelInferResponse& response,
-                   const std::string& name,
-                   const ValidatedRequest::Output& output) {
-  auto* tensor = response.add_outputs();
-  tensor->set_name(name);
-  tensor->set_datatype(DatatypeName(output.precision));
-  for (int64_t dim : output.shape) tensor->add_shape(dim);
-  std::string* bytes = response.add_raw_output_contents();
-  bytes->resize(static_cast<size_t>(output.count) *
-                ElementBytes(output.precision));
-  return bytes->data();
-}
-
 int64_t ResponseBytes(const ValidatedRequest& validated,
                       const ModelSignature& signature,
                       const std::string& model_name,

@@ -23,13 +23,6 @@ inline constexpr char kDatatypeParameter[] = "datatype";
 absl::StatusOr<InferenceRequest> FromModelInferRequest(
     const inference::ModelInferRequest& request);
 
-// Appends `output` (named `name`, from the signature) to `response`, its
-// raw_output_contents sized but not filled, and returns those bytes for the
-// model (or a BF16 conversion) to write in place.
-void* AppendOutput(inference::ModelInferResponse& response,
-                   const std::string& name,
-                   const ValidatedRequest::Output& output);
-
 // The exact serialized size of the ModelInferResponse that answers
 // `request` (model name and version, id, every output's name, datatype,
 // shape and bytes), known before anything is allocated or computed.

@@ -28,12 +28,35 @@ grpc::ServerUnaryReactor* FinishWith(grpc::CallbackServerContext* context,
   return reactor;
 }
 
-// A ModelInfer call that gives its bytes back to the budget once gRPC is
-// done with it: the reply sent (or the call cancelled).
+// One ModelInfer call: its request parsed from the received bytes, its
+// reply assembled in place (WireResponse), and its bytes given back to the
+// budget once gRPC is done with it (the reply sent, or the call cancelled).
 class InferReactor final : public grpc::ServerUnaryReactor {
  public:
+  explicit InferReactor(grpc::ByteBuffer* reply) : reply_(reply) {}
+
+  // False, with the call finished INVALID_ARGUMENT, when `received` is not a
+  // ModelInferRequest.
+  bool Parse(const grpc::ByteBuffer& received) {
+    grpc::ByteBuffer bytes(received);  // shares the slices; parsing eats it
+    if (grpc::SerializationTraits<inference::ModelInferRequest>::Deserialize(
+            &bytes, &request_)
+            .ok()) {
+      return true;
+    }
+    Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "the request could not be parsed as an "
+                        "inference.ModelInferRequest"));
+    return false;
+  }
+
+  const inference::ModelInferRequest& request() const { return request_; }
+  WireResponse& response() { return response_; }
+
   void Answer(const absl::Status& status, OrderedStreamReactor::Sent sent) {
     sent_ = std::move(sent);
+    if (status.ok()) *reply_ = response_.Release(/*streamed=*/false);
+    request_.Clear();  // the inputs are no longer read
     Finish(ToGrpcStatus(status));
   }
   void OnDone() override {
@@ -42,6 +65,9 @@ class InferReactor final : public grpc::ServerUnaryReactor {
   }
 
  private:
+  grpc::ByteBuffer* const reply_;
+  inference::ModelInferRequest request_;
+  WireResponse response_;
   OrderedStreamReactor::Sent sent_;
 };
 
@@ -67,13 +93,8 @@ InferenceService::InferenceService(std::vector<ServedModelSpec> models,
                                    const InferenceLimits& limits,
                                    const InferenceMonitoring& monitoring)
     : limits_(ResolveLimits(limits, models)),
-      // Enough idle pairs for every call one machine can have computing and
-      // sending; pairs above 64 MiB (N ≈ 4000 fwd+bwd) are not kept.
-      message_pool_(/*max_idle=*/32, /*max_pooled_bytes=*/64 << 20),
       access_log_(monitoring.access_log),
-      models_(std::move(models), monitoring.dead_relu) {
-  SetMessageAllocatorFor_ModelInfer(&message_pool_);
-}
+      models_(std::move(models), monitoring.dead_relu) {}
 
 InferenceService::~InferenceService() = default;
 
@@ -145,12 +166,12 @@ grpc::ServerUnaryReactor* InferenceService::ModelConfig(
 }
 
 grpc::ServerUnaryReactor* InferenceService::ModelInfer(
-    grpc::CallbackServerContext* context,
-    const inference::ModelInferRequest* request,
-    inference::ModelInferResponse* response) {
-  auto* reactor = new InferReactor();
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+    grpc::ByteBuffer* response) {
+  auto* reactor = new InferReactor(response);
+  if (!reactor->Parse(*request)) return reactor;
   StartInference(
-      *request, *response, context->deadline(),
+      reactor->request(), reactor->response(), context->deadline(),
       Origin{context, /*streamed=*/false},
       [reactor](const absl::Status& status, OrderedStreamReactor::Sent sent) {
         reactor->Answer(status, std::move(sent));
@@ -215,8 +236,7 @@ bool InferenceService::TryReserve(int64_t bytes) {
 }
 
 void InferenceService::StartInference(
-    const inference::ModelInferRequest& request,
-    inference::ModelInferResponse& response,
+    const inference::ModelInferRequest& request, WireResponse& response,
     std::chrono::system_clock::time_point deadline, const Origin& origin,
     Done done) {
   const bool streamed = origin.streamed;
@@ -299,8 +319,7 @@ void InferenceService::WriteAccessLog(
 }
 
 absl::Status InferenceService::PrepareJob(
-    const inference::ModelInferRequest& request,
-    inference::ModelInferResponse& response,
+    const inference::ModelInferRequest& request, WireResponse& response,
     std::chrono::system_clock::time_point deadline, bool streamed,
     ServedModel& model, InferJob& job, int64_t* reserved) {
   if (draining_.load()) {
@@ -345,15 +364,12 @@ absl::Status InferenceService::PrepareJob(
   job.outputs.assign(signature.outputs.size(), nullptr);
   job.staging.resize(staging);
 
-  response.set_model_name(model.config().name);
-  response.set_model_version(model.config().version);
-  response.set_id(request.id());
+  response.SetHeader(model.config().name, model.config().version, request.id());
   // The model writes FP32; a BF16 output is computed into staging first.
   float* next_staged = job.staging.data();
   for (const ValidatedRequest::Output& output : job.validated.outputs) {
-    void* target = AppendOutput(
-        response, signature.outputs[static_cast<size_t>(output.index)].name,
-        output);
+    void* target = response.AddOutput(
+        signature.outputs[static_cast<size_t>(output.index)].name, output);
     float*& slot = job.outputs[static_cast<size_t>(output.index)];
     if (output.precision == Precision::kFloat32) {
       slot = static_cast<float*>(target);
@@ -375,7 +391,7 @@ InferenceService::ModelStreamInfer(grpc::CallbackServerContext* context) {
   options.max_reply_bytes = limits_.max_send_bytes;
   return new OrderedStreamReactor(
       [this, context, deadline](const inference::ModelInferRequest& request,
-                                inference::ModelInferResponse& response,
+                                WireResponse& response,
                                 OrderedStreamReactor::Done done) {
         StartInference(request, response, deadline,
                        Origin{context, /*streamed=*/true}, std::move(done));

@@ -13,10 +13,11 @@
 #include "server/runtime/dead_relu_monitor.h"
 #include "server/runtime/infer_job.h"
 #include "server/service/access_log.h"
-#include "server/service/message_pool.h"
+#include "server/service/callback_service.h"
 #include "server/service/metrics.h"
 #include "server/service/ordered_stream.h"
 #include "server/service/served_model.h"
+#include "server/service/wire_response.h"
 
 namespace reluserve {
 
@@ -57,7 +58,7 @@ struct InferenceMonitoring {
 // Thread safety: gRPC calls every method from many threads at once; the
 // models are immutable after start-up, counters are atomic and the
 // schedulers are thread-safe.
-class InferenceService final : public OrderedStreamCallbackService {
+class InferenceService final : public InferenceCallbackService {
  public:
   InferenceService(std::vector<ServedModelSpec> models,
                    const InferenceLimits& limits = InferenceLimits(),
@@ -103,11 +104,11 @@ class InferenceService final : public OrderedStreamCallbackService {
       grpc::CallbackServerContext* context,
       const inference::ModelMetadataRequest* request,
       inference::ModelMetadataResponse* response) override;
-  grpc::ServerUnaryReactor* ModelInfer(
-      grpc::CallbackServerContext* context,
-      const inference::ModelInferRequest* request,
-      inference::ModelInferResponse* response) override;
-  // Raw bytes: the stream parses its messages (OrderedStreamReactor).
+  // Raw bytes both: the request is parsed here, the reply goes out as the
+  // slices the model wrote (WireResponse).
+  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* context,
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override;
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ModelStreamInfer(
       grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* ModelConfig(
@@ -139,7 +140,7 @@ class InferenceService final : public OrderedStreamCallbackService {
   // with the outcome (`response` cleared on failure), possibly before this
   // returns.
   void StartInference(const inference::ModelInferRequest& request,
-                      inference::ModelInferResponse& response,
+                      WireResponse& response,
                       std::chrono::system_clock::time_point deadline,
                       const Origin& origin, Done done);
   void WriteAccessLog(const inference::ModelInferRequest& request,
@@ -147,7 +148,7 @@ class InferenceService final : public OrderedStreamCallbackService {
                       const absl::Status& status, Nanoseconds total) const;
   // `*reserved`: the bytes taken from the budget, also when failing after.
   absl::Status PrepareJob(const inference::ModelInferRequest& request,
-                          inference::ModelInferResponse& response,
+                          WireResponse& response,
                           std::chrono::system_clock::time_point deadline,
                           bool streamed, ServedModel& model, InferJob& job,
                           int64_t* reserved);
@@ -156,7 +157,6 @@ class InferenceService final : public OrderedStreamCallbackService {
   bool TryReserve(int64_t bytes);
 
   const InferenceLimits limits_;  // defaults resolved
-  InferMessagePool message_pool_;
   AccessLog* const access_log_;
   std::atomic<bool> draining_{false};
   std::atomic<bool> not_ready_{false};

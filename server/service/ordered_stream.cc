@@ -5,26 +5,13 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/service/grpc_request.h"
 
 namespace reluserve {
 namespace {
 
-// The reply's wire bytes. False when protobuf cannot serialize it (above
-// 2 GiB).
-bool Serialize(const inference::ModelStreamInferResponse& reply,
-               grpc::ByteBuffer* wire) {
-  bool own_buffer = false;
-  wire->Clear();
-  return grpc::SerializationTraits<
-             inference::ModelStreamInferResponse>::Serialize(reply, wire,
-                                                             &own_buffer)
-      .ok();
-}
-
-void SetError(inference::ModelStreamInferResponse& reply,
-              const absl::Status& status) {
-  reply.Clear();
-  reply.set_error_message(absl::StrCat(absl::StatusCodeToString(status.code()),
+grpc::ByteBuffer ErrorReply(const absl::Status& status) {
+  return StreamErrorReply(absl::StrCat(absl::StatusCodeToString(status.code()),
                                        ": ", status.message()));
 }
 
@@ -82,7 +69,7 @@ void OrderedStreamReactor::OnReadDone(bool ok) {
     reading_ = false;
     read = MayRead();
   }
-  handler_(added->request, *added->reply.mutable_infer_response(),
+  handler_(added->request, added->response,
            [this, added](const absl::Status& status, Sent sent) {
              Answer(added, status, std::move(sent));
            });
@@ -92,29 +79,24 @@ void OrderedStreamReactor::OnReadDone(bool ok) {
 void OrderedStreamReactor::Answer(Slot* slot, const absl::Status& status,
                                   Sent sent) {
   // Until `ready` is set only this thread touches the slot's messages.
-  if (!status.ok()) SetError(slot->reply, status);
-  const bool serialized = Serialize(slot->reply, &slot->wire);
-  if (!serialized ||
-      static_cast<int64_t>(slot->wire.Length()) > options_.max_reply_bytes) {
+  if (!status.ok()) {
+    slot->wire = ErrorReply(status);
+  } else if (const int64_t bytes =
+                 StreamResponseBytes(slot->response.ByteSize());
+             bytes > options_.max_reply_bytes) {
     // gRPC would refuse to send it and end the stream.
-    SetError(slot->reply,
-             absl::InternalError(absl::StrCat(
-                 "the response is ",
-                 serialized ? absl::StrCat(slot->wire.Length(), " bytes")
-                            : std::string("too large to serialize"),
-                 ", above the server's send limit of ",
-                 options_.max_reply_bytes, " bytes")));
-    Serialize(slot->reply, &slot->wire);
+    slot->wire = ErrorReply(absl::InternalError(absl::StrCat(
+        "the response is ", bytes, " bytes, above the server's send limit of ",
+        options_.max_reply_bytes, " bytes")));
+  } else {
+    slot->wire = slot->response.Release(/*streamed=*/true);
   }
-  // Only the wire bytes are kept until the write: free both messages.
+  // Only the wire bytes are kept until the write: free the request.
   {
     inference::ModelInferRequest empty;
     slot->request.Swap(&empty);
   }
-  {
-    inference::ModelStreamInferResponse empty;
-    slot->reply.Swap(&empty);
-  }
+  slot->response.Clear();  // the wire holds the output bytes
   std::unique_lock<std::mutex> lock(mutex_);
   slot->sent = std::move(sent);
   slot->ready = true;

@@ -2,6 +2,7 @@
 #define RELUSERVE_SERVER_SERVICE_ORDERED_STREAM_H_
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
 
 #include <climits>
 #include <cstddef>
@@ -12,32 +13,10 @@
 #include <mutex>
 
 #include "absl/status/status.h"
-#include "grpc_service.grpc.pb.h"
 #include "grpc_service.pb.h"
+#include "server/service/wire_response.h"
 
 namespace reluserve {
-
-// GRPCInferenceService's callback service with ModelStreamInfer on raw bytes
-// (the other RPCs as generated): gRPC's typed stream reports a message it
-// cannot parse exactly like the client's half-close, so the stream parses
-// its messages itself (OrderedStreamReactor) to tell the two apart. Every RPC
-// of the proto must be listed here: one left out would be served by gRPC's
-// synchronous API (tests check has_synchronous_methods()).
-namespace ordered_stream_internal {
-using Oip = inference::GRPCInferenceService;
-using Index = Oip::WithCallbackMethod_RepositoryIndex<Oip::Service>;
-using Config = Oip::WithCallbackMethod_ModelConfig<Index>;
-using Statistics = Oip::WithCallbackMethod_ModelStatistics<Config>;
-using Stream = Oip::WithRawCallbackMethod_ModelStreamInfer<Statistics>;
-using Infer = Oip::WithCallbackMethod_ModelInfer<Stream>;
-using ModelMetadata = Oip::WithCallbackMethod_ModelMetadata<Infer>;
-using ServerMetadata = Oip::WithCallbackMethod_ServerMetadata<ModelMetadata>;
-using ModelReady = Oip::WithCallbackMethod_ModelReady<ServerMetadata>;
-using ServerReady = Oip::WithCallbackMethod_ServerReady<ModelReady>;
-}  // namespace ordered_stream_internal
-using OrderedStreamCallbackService =
-    ordered_stream_internal::Oip::WithCallbackMethod_ServerLive<
-        ordered_stream_internal::ServerReady>;
 
 // One ModelStreamInfer stream (Triton's shapes): every request message gets
 // exactly one response message, in request order, however the answers
@@ -50,10 +29,10 @@ using OrderedStreamCallbackService =
 // A message that cannot be parsed ends the stream: the messages before it
 // are answered, then the stream finishes with INVALID_ARGUMENT saying which
 // message it was; it and later messages are not processed. Each reply is
-// serialized as soon as it is answered, and its request and response
-// messages freed; a reply above `max_reply_bytes` is replaced by an
-// error_message rather than let gRPC end the stream. Deletes itself when
-// gRPC is done.
+// put on the wire as soon as it is answered (its output bytes as they are,
+// see WireResponse) and its request message freed; a reply above
+// `max_reply_bytes` is replaced by an error_message rather than let gRPC end
+// the stream. Deletes itself when gRPC is done.
 //
 // Thread safety: gRPC's reactions and the handler's `done` may run on any
 // threads at once; shared state is guarded by one mutex.
@@ -73,10 +52,10 @@ class OrderedStreamReactor final
   // `sent` may be empty.
   using Done = std::function<void(const absl::Status& status, Sent sent)>;
   // Answers `request` into `response` and calls `done` exactly once, on any
-  // thread, possibly before returning. Both messages live until then.
+  // thread, possibly before returning. Both live until then.
   using Handler =
       std::function<void(const inference::ModelInferRequest& request,
-                         inference::ModelInferResponse& response, Done done)>;
+                         WireResponse& response, Done done)>;
 
   OrderedStreamReactor(Handler handler, const Options& options);
 
@@ -93,8 +72,8 @@ class OrderedStreamReactor final
       if (sent) sent();
     }
     inference::ModelInferRequest request;
-    inference::ModelStreamInferResponse reply;
-    grpc::ByteBuffer wire;  // the reply, serialized once ready
+    WireResponse response;
+    grpc::ByteBuffer wire;  // the reply, as sent, once ready
     Sent sent;
     bool ready = false;
   };

@@ -9,6 +9,7 @@
 #include "client/tensor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/byte_buffer_testing.h"
 
 namespace reluserve {
 namespace {
@@ -91,15 +92,7 @@ TEST(MakeLoadRequestTest, RefusesEmptyShapes) {
   EXPECT_FALSE(MakeLoadRequest(spec).ok());
 }
 
-std::string Flatten(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  EXPECT_TRUE(buffer.Dump(&slices).ok());
-  std::string out;
-  for (const grpc::Slice& slice : slices) {
-    out.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  }
-  return out;
-}
+using testing::Flatten;
 
 TEST(RequestWithIdTest, AppendedIdFieldSetsTheId) {
   LoadRequestSpec spec;

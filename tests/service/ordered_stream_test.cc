@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "server/service/callback_service.h"
+
 namespace reluserve {
 namespace {
 
@@ -40,7 +42,7 @@ bool WaitFor(const std::function<bool()>& condition,
 // Echoes each request's id into its response. While holding, answers wait
 // until Release(). An id "fail" is answered INVALID_ARGUMENT; an id "big"
 // with a 4000-byte id.
-class StreamService final : public OrderedStreamCallbackService {
+class StreamService final : public InferenceCallbackService {
  public:
   explicit StreamService(OrderedStreamReactor::Options options)
       : options_(options) {}
@@ -48,7 +50,7 @@ class StreamService final : public OrderedStreamCallbackService {
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ModelStreamInfer(
       grpc::CallbackServerContext*) override {
     return new OrderedStreamReactor(
-        [this](const ModelInferRequest& request, ModelInferResponse& response,
+        [this](const ModelInferRequest& request, WireResponse& response,
                OrderedStreamReactor::Done done) {
           Handle(request, response, std::move(done));
         },
@@ -75,7 +77,7 @@ class StreamService final : public OrderedStreamCallbackService {
   int sent() const { return sent_.load(); }
 
  private:
-  void Handle(const ModelInferRequest& request, ModelInferResponse& response,
+  void Handle(const ModelInferRequest& request, WireResponse& response,
               OrderedStreamReactor::Done done) {
     ++handled_;
     const std::string id = request.id();
@@ -84,7 +86,7 @@ class StreamService final : public OrderedStreamCallbackService {
         done(absl::InvalidArgumentError("asked to fail"), [this] { ++sent_; });
         return;
       }
-      response.set_id(id == "big" ? std::string(4000, 'b') : id);
+      response.SetHeader("", "", id == "big" ? std::string(4000, 'b') : id);
       done(absl::OkStatus(), [this] { ++sent_; });
     };
     {
