@@ -3,6 +3,7 @@
 // and go on after an error, and the pending-bytes budget (InferenceLimits)
 // of replies nobody reads.
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/client_unary_call.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -48,6 +49,34 @@ TEST_P(ServiceTest, MessageAboveTheConfiguredLimitIsResourceExhausted) {
   ModelInferResponse response;
   const grpc::Status status = Infer(Request(20000, false), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << status.error_message();
+  ExpectServerStillServes();
+}
+
+// ModelInfer arrives as raw bytes and is parsed by the service: bytes that
+// are no ModelInferRequest get INVALID_ARGUMENT saying so.
+TEST_P(ServiceTest, UnparseableRequestIsInvalidArgument) {
+  auto channel = grpc::CreateChannel(server_->address(),
+                                     grpc::InsecureChannelCredentials());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(20));
+  // "\x08": the tag of varint field 1 with the varint missing.
+  grpc::Slice slice(std::string("\x08"));
+  const grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer reply;
+  const grpc::Status status =
+      grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
+          channel.get(),
+          grpc::internal::RpcMethod(
+              "/inference.GRPCInferenceService/ModelInfer",
+              grpc::internal::RpcMethod::NORMAL_RPC),
+          &context, request, &reply);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+      << status.error_message();
+  EXPECT_NE(status.error_message().find(
+                "could not be parsed as an inference.ModelInferRequest"),
+            std::string::npos)
       << status.error_message();
   ExpectServerStillServes();
 }
