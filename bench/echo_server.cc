@@ -224,6 +224,7 @@ void DefineFlags(CLI::App& app, Flags& flags) {
       ->default_str("bare");
   app.add_option("--batches", flags.batches,
                  "Batch sizes N the bare floor prebuilds replies for")
+      ->delimiter(',')
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   app.add_option("--weights", model.weights_file,
@@ -306,11 +307,11 @@ int main(int argc, char** argv) {
     return reluserve::kExitFailed;
   }
   spdlog::info(
-      "{} echo floor for model {} v{}: {}, max batch {} (messages up to {} "
-      "MiB in, {} MiB out); no compute",
-      flags.floor == Floor::kBare ? "bare" : "parsing", model.config.name,
-      model.config.version, loaded->front().description, model.config.max_batch,
-      MaxReceiveBytes(model) >> 20, MaxSendBytes(model) >> 20);
+      "{} echo floor, no compute, for {} (messages up to {} MiB in, {} MiB "
+      "out)",
+      flags.floor == Floor::kBare ? "bare" : "parsing",
+      loaded->front().description, MaxReceiveBytes(model) >> 20,
+      MaxSendBytes(model) >> 20);
   spdlog::info("listening on {}", HostPort(flags.model.host, port));
 
   const int received = stop_signals.Wait();
