@@ -91,8 +91,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     server->access_log_ = *std::move(log);
     monitoring.access_log = server->access_log_.get();
   }
-  server->service_ = std::make_unique<InferenceService>(
+  // One runtime under every front end.
+  server->runtime_ = std::make_shared<InferenceRuntime>(
       std::move(models), server->options_.limits, monitoring);
+  server->service_ = std::make_unique<InferenceService>(server->runtime_);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -115,6 +115,7 @@ class Server {
   int max_receive_bytes_ = 0;
   int max_send_bytes_ = 0;
   std::unique_ptr<AccessLog> access_log_;
+  std::shared_ptr<InferenceRuntime> runtime_;
   std::unique_ptr<InferenceService> service_;
   GrpcCallCounter calls_;
   std::unique_ptr<grpc::Server> grpc_server_;
