@@ -1,13 +1,9 @@
 #include "server/service/inference_service.h"
 
-#include <algorithm>
-#include <chrono>
-#include <exception>
+#include <memory>
 #include <string>
 #include <utility>
 
-#include "absl/strings/str_cat.h"
-#include "server/runtime/request_validation.h"
 #include "server/service/grpc_request.h"
 #include "server/service/model_signature.h"
 #include "server/service/service_messages.h"
