@@ -48,9 +48,10 @@ class Binaries:
         self.monitor = f"{build}/bench/reluserve-monitor-bench"
 
     def reluserve(self, *args):
-        """reluserve-server; /metrics off unless asked for."""
+        """reluserve-server; /metrics and HTTP off unless asked for."""
         metrics = [] if "--metrics-port" in args else ["--metrics-port", "0"]
-        return [self.server, *metrics, *args]
+        http = [] if "--http-port" in args else ["--http-port", "0"]
+        return [self.server, *metrics, *http, *args]
 
     def floor(self, kind, *args):
         """reluserve-echo-server --floor bare|parse; the bare floor prebuilds

@@ -89,6 +89,10 @@ int main(int argc, char** argv) {
       reluserve::LinearLayer::CpuIsaName(), flags.intra_op_threads,
       (*server)->max_receive_bytes() / 1048576.0,
       (*server)->max_send_bytes() / 1048576.0);
+  if ((*server)->http_port() > 0) {
+    spdlog::info("HTTP/REST listening on http://{}",
+                 reluserve::HostPort(flags.host, (*server)->http_port()));
+  }
   spdlog::info("listening on {}", (*server)->address());
   if ((*server)->metrics_port() > 0) {
     spdlog::info(

@@ -147,6 +147,17 @@ void DefineServerFlags(CLI::App& app, ServerFlags& flags) {
                  "endpoint off")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
+  app.add_option("--http-port", flags.http_port,
+                 "Port of the REST front end (KServe v2 / Triton HTTP, with "
+                 "the binary tensor extension) on --host; 0 turns it off")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--http-threads", flags.http_threads,
+                 "Threads of the REST front end; each open (keep-alive) "
+                 "connection holds one, so this bounds the HTTP connections "
+                 "served at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   app.add_option("--metrics-host", flags.metrics_host,
                  "Address of the metrics endpoint (default: --host), e.g. "
                  "127.0.0.1 to keep it off the network");
@@ -185,6 +196,8 @@ Server::Options ServerOptions(const ServerFlags& flags) {
   options.model.name = flags.model_name;
   options.metrics_host = flags.metrics_host;
   options.metrics_port = flags.metrics_port == 0 ? -1 : flags.metrics_port;
+  options.http_port = flags.http_port == 0 ? -1 : flags.http_port;
+  options.http_threads = flags.http_threads;
   options.dead_relu.window_rows = flags.dead_relu_window;
   options.dead_relu.warn_fraction = flags.dead_relu_warn;
   options.access_log = flags.access_log;

@@ -39,6 +39,8 @@ struct ServerFlags {
   std::string log_format = "text";
   std::string metrics_host;
   int metrics_port = 8002;
+  int http_port = 8000;
+  int http_threads = 32;
   int64_t dead_relu_window = 10000;
   double dead_relu_warn = 0.5;
   std::string access_log;

@@ -4,13 +4,9 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
-
-namespace httplib {
-class Server;
-}
+#include "server/service/http_listener.h"
 
 namespace reluserve {
 
@@ -27,18 +23,15 @@ class MetricsEndpoint {
   // Binds host:port (0 picks a free port) and starts serving.
   static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(
       const std::string& host, int port, Render render);
-  ~MetricsEndpoint();
 
-  int port() const { return port_; }
+  int port() const { return listener_->port(); }
   // Stops listening and waits for scrapes in progress.
-  void Stop();
+  void Stop() { listener_->Stop(); }
 
  private:
   MetricsEndpoint() = default;
 
-  std::unique_ptr<httplib::Server> http_;
-  std::thread listener_;
-  int port_ = 0;
+  std::unique_ptr<HttpListener> listener_;
 };
 
 }  // namespace reluserve

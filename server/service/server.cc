@@ -161,6 +161,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     }
     server->metrics_ = *std::move(metrics);
   }
+  if (o.http_port >= 0) {
+    HttpFrontEnd::Options http;
+    http.host = o.host;
+    http.port = o.http_port;
+    http.threads = o.http_threads;
+    http.max_receive_bytes = server->max_receive_bytes_;
+    absl::StatusOr<std::unique_ptr<HttpFrontEnd>> front_end =
+        HttpFrontEnd::Start(http, server->runtime_);
+    if (!front_end.ok()) {
+      server->Shutdown(std::chrono::system_clock::now());
+      return front_end.status();
+    }
+    server->http_ = *std::move(front_end);
+  }
   server->health_->SetServingStatus(true);
   Server* raw = server.get();
   SetGrpcListenerFailureHandler([raw](const std::string& grpc_message) {
@@ -205,8 +219,11 @@ void Server::Shutdown(std::chrono::system_clock::time_point deadline) {
     health_->SetServingStatus(false);
     // Wait for a quiet period with nothing in flight: a call that was still
     // uploading when draining began arrives within it and is answered
-    // UNAVAILABLE instead of being cancelled by gRPC's shutdown.
-    constexpr auto kQuietPeriod = std::chrono::milliseconds(100);
+    // UNAVAILABLE instead of being cancelled by gRPC's shutdown (gRPC cancels
+    // every call whose message is still arriving when it shuts down, grace or
+    // not). 100 ms was too short on a loaded 2-core CI machine: a 3 MB upload
+    // starved past it and was cancelled.
+    constexpr auto kQuietPeriod = std::chrono::milliseconds(500);
     constexpr auto kPoll = std::chrono::milliseconds(5);
     auto quiet_since = std::chrono::steady_clock::now();
     while (std::chrono::system_clock::now() < deadline) {
@@ -224,6 +241,7 @@ void Server::Shutdown(std::chrono::system_clock::time_point deadline) {
     grpc_server_->Shutdown(std::min(
         deadline, std::chrono::system_clock::now() + options_.idle_call_grace));
     grpc_server_->Wait();
+    if (http_ != nullptr) http_->Stop();
     // Last: a scrape during the drain still sees the server.
     if (metrics_ != nullptr) metrics_->Stop();
   });

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "common/host_port.h"
 #include "server/core/model.h"
+#include "server/http/http_front_end.h"
 #include "server/runtime/scheduler.h"
 #include "server/service/access_log.h"
 #include "server/service/grpc_call_metrics.h"
@@ -28,8 +29,9 @@ namespace reluserve {
 
 class InferenceService;
 
-// A running gRPC server: the inference service, grpc.health.v1 and server
-// reflection on one listening address.
+// A running server: the gRPC inference service, grpc.health.v1 and server
+// reflection on one listening address, the REST front end and /metrics on
+// theirs, all over one InferenceRuntime.
 //
 // Thread safety: Shutdown() may be called from any thread, more than once;
 // the first call does the work and later ones return at once.
@@ -50,6 +52,11 @@ class Server {
     // counting of gRPC calls) off.
     std::string metrics_host;
     int metrics_port = -1;
+    // The REST front end (KServe v2 over HTTP/1.1) on `host` and http_port;
+    // 0 picks a free port, -1 turns it off. http_threads bounds the
+    // connections it serves at once.
+    int http_port = -1;
+    int http_threads = 32;
     DeadReluMonitor::Options dead_relu;  // window_rows 0: off
     // One line per inference request to this file ("-": standard output);
     // empty: no access log.
@@ -91,6 +98,8 @@ class Server {
   int metrics_port() const {
     return metrics_ == nullptr ? 0 : metrics_->port();
   }
+  // The REST front end's port; 0 when it is off.
+  int http_port() const { return http_ == nullptr ? 0 : http_->port(); }
   // What GET /metrics answers.
   std::string RenderMetrics() const;
   // "host:port" as a client would dial it.
@@ -120,6 +129,7 @@ class Server {
   GrpcCallCounter calls_;
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<MetricsEndpoint> metrics_;
+  std::unique_ptr<HttpFrontEnd> http_;
   std::once_flag shutdown_once_;
   std::atomic<bool> listener_failed_{false};
   grpc::HealthCheckServiceInterface* health_ = nullptr;  // grpc_server_'s

@@ -12,6 +12,7 @@ void FillServerMetadata(inference::ServerMetadataResponse* response) {
   response->add_extensions("statistics");
   response->add_extensions("model_configuration");
   response->add_extensions("model_repository");
+  response->add_extensions("binary_tensor_data");  // the REST front end's
 }
 
 absl::Status FillModelStatistics(const ServedModels& models,

@@ -20,9 +20,9 @@ links to the build tree under test (so the asan pass runs its own binaries)
 and `scripts`, `docs`, `docker`, `tests` link to the source tree; files the commands write land
 there or under /tmp as the documents say. RELUSERVE_TARGET points the
 clients at the test's server, whose port is chosen by the kernel; its
-metrics endpoint is on the default port, 8002, as the documents' `curl`
-commands expect (no other test uses that port: their servers turn the
-endpoint off or pick a free port).
+metrics endpoint and REST front end are on the default ports, 8002 and 8000,
+as the documents' `curl` commands expect (no other test uses those ports:
+their servers turn them off or pick free ones).
 """
 
 import sys
@@ -95,7 +95,8 @@ class DocCommandsTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.server = sp.ServerProcess(ARGS.server, ["--metrics-port", 8002])
+        cls.server = sp.ServerProcess(ARGS.server, ["--metrics-port", 8002,
+                                                     "--http-port", 8000])
         cls.server.start()
 
     @classmethod

@@ -99,6 +99,7 @@ def run_refused(args):
     CompletedProcess (stdout and stderr apart). A server that starts instead
     is killed after REFUSAL_TIMEOUT_S."""
     argv = [ARGS.server, "--host", sp.LOOPBACK, "--port", "0", "--metrics-port", "0",
+            "--http-port", "0",
             *[str(a) for a in args]]
     try:
         return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,

@@ -56,6 +56,7 @@ PING = 0x6
 
 def run_server(args, timeout):
     return subprocess.run([ARGS.server, "--host", sp.LOOPBACK, "--port", "0",
+                           "--metrics-port", "0", "--http-port", "0",
                            *[str(a) for a in args]],
                           stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=timeout, env=sp.loopback_env())

@@ -111,11 +111,13 @@ class ServerProcess:
         self.binary = str(binary)
         extra_env = shlex.split(os.environ.get("RELUSERVE_SERVER_EXTRA_ARGS", ""))
         extra_args = [str(a) for a in extra_args]
-        # The metrics endpoint's default port (8002) would be shared by every
-        # test server running at once: off unless a test asks for it.
+        # The metrics endpoint's and the REST front end's default ports
+        # (8002, 8000) would be shared by every test server running at once:
+        # off unless a test asks for them.
         metrics = [] if "--metrics-port" in extra_args else ["--metrics-port", "0"]
+        http = [] if "--http-port" in extra_args else ["--http-port", "0"]
         self.argv = [self.binary, "--host", LOOPBACK, "--port", "0", *metrics,
-                     *extra_args, *extra_env]
+                     *http, *extra_args, *extra_env]
         self.startup_timeout = float(startup_timeout)
         self.shutdown_timeout = float(shutdown_timeout)
         self.env = loopback_env(env)

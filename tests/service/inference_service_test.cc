@@ -75,7 +75,8 @@ TEST_P(ServiceTest, ServerMetadataNamesTheServer) {
   EXPECT_EQ(std::vector<std::string>(response.extensions().begin(),
                                      response.extensions().end()),
             (std::vector<std::string>{"statistics", "model_configuration",
-                                      "model_repository"}));
+                                      "model_repository",
+                                      "binary_tensor_data"}));
 }
 
 TEST_P(ServiceTest, ModelMetadataDescribesTheContract) {

@@ -1,0 +1,202 @@
+#include "server/http/http_front_end.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpc_service.pb.h"
+#include "httplib.h"
+#include "server/http/http_infer.h"
+#include "server/http/json_writer.h"
+#include "server/service/model_signature.h"
+#include "server/service/service_messages.h"
+
+namespace reluserve {
+namespace {
+
+constexpr char kJson[] = "application/json";
+// /v2/models/{model}[/versions/{version}] as regex groups 1 and 2.
+#define RELUSERVE_MODEL_PATH "/v2/models/([^/]+)(?:/versions/([^/]+))?"
+
+std::string Group(const httplib::Request& request, size_t index) {
+  return index < request.matches.size() ? std::string(request.matches[index])
+                                        : std::string();
+}
+
+void AnswerJson(std::string body, httplib::Response& response) {
+  response.status = 200;
+  response.set_content(std::move(body), kJson);
+}
+
+// The optional {"ready": bool} body of POST /v2/repository/index.
+absl::StatusOr<bool> ReadyOnly(const std::string& body) {
+  if (body.find_first_not_of(" \t\r\n") == std::string::npos) return false;
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(body).get(root) != simdjson::SUCCESS ||
+      root.type() != simdjson::dom::element_type::OBJECT) {
+    return absl::InvalidArgumentError(
+        "expected the body to be empty or a JSON object such as "
+        "{\"ready\": true}");
+  }
+  simdjson::dom::element ready;
+  if (root.at_key("ready").get(ready) != simdjson::SUCCESS) return false;
+  bool value = false;
+  if (ready.get_bool().get(value) != simdjson::SUCCESS) {
+    return absl::InvalidArgumentError("expected 'ready' to be true or false");
+  }
+  return value;
+}
+
+void Route(httplib::Server& http, std::shared_ptr<InferenceRuntime> runtime,
+           int64_t max_receive_bytes) {
+  InferenceRuntime* const rt = runtime.get();
+  http.Get("/v2/health/live",
+           [](const httplib::Request&, httplib::Response& response) {
+             response.status = 200;
+           });
+  http.Get("/v2/health/ready",
+           [rt](const httplib::Request&, httplib::Response& response) {
+             response.status = rt->ready() ? 200 : 503;
+           });
+  http.Get("/v2", [](const httplib::Request&, httplib::Response& response) {
+    inference::ServerMetadataResponse metadata;
+    FillServerMetadata(&metadata);
+    AnswerJson(ProtoToJson(metadata), response);
+  });
+  const auto statistics = [rt](const httplib::Request& request,
+                               httplib::Response& response) {
+    inference::ModelStatisticsResponse statistics;
+    if (absl::Status filled = FillModelStatistics(
+            rt->models(), Group(request, 1), Group(request, 2), &statistics);
+        !filled.ok()) {
+      return AnswerError(filled, response);
+    }
+    AnswerJson(ProtoToJson(statistics), response);
+  };
+  // Before the model routes, which would take "stats" for a model name.
+  http.Get("/v2/models/stats", statistics);
+  http.Get(RELUSERVE_MODEL_PATH "/stats", statistics);
+  http.Get(RELUSERVE_MODEL_PATH "/ready",
+           [rt](const httplib::Request& request, httplib::Response& response) {
+             absl::StatusOr<ServedModel*> model =
+                 rt->models().Find(Group(request, 1), Group(request, 2));
+             if (!model.ok()) return AnswerError(model.status(), response);
+             response.status = rt->ready() ? 200 : 503;
+           });
+  http.Get(RELUSERVE_MODEL_PATH "/config",
+           [rt](const httplib::Request& request, httplib::Response& response) {
+             absl::StatusOr<ServedModel*> model =
+                 rt->models().Find(Group(request, 1), Group(request, 2));
+             if (!model.ok()) return AnswerError(model.status(), response);
+             inference::ModelConfigResponse config;
+             FillModelConfig((*model)->config(), (*model)->signature(),
+                             (*model)->scheduling(), config.mutable_config());
+             AnswerJson(ProtoToJson(config.config()), response);
+           });
+  http.Get(RELUSERVE_MODEL_PATH,
+           [rt](const httplib::Request& request, httplib::Response& response) {
+             absl::StatusOr<ServedModel*> model =
+                 rt->models().Find(Group(request, 1), Group(request, 2));
+             if (!model.ok()) return AnswerError(model.status(), response);
+             inference::ModelMetadataResponse metadata;
+             FillModelMetadata((*model)->config(),
+                               rt->models().VersionsOf((*model)->config().name),
+                               (*model)->signature(), &metadata);
+             AnswerJson(ProtoToJson(metadata), response);
+           });
+  http.Post(RELUSERVE_MODEL_PATH "/infer",
+            [runtime, max_receive_bytes](const httplib::Request& request,
+                                         httplib::Response& response,
+                                         const httplib::ContentReader& body) {
+              ServeInfer(*runtime, max_receive_bytes, Group(request, 1),
+                         Group(request, 2), request, response, body);
+            });
+  const auto repository_index = [rt](const httplib::Request& request,
+                                     httplib::Response& response) {
+    absl::StatusOr<bool> ready_only = ReadyOnly(request.body);
+    if (!ready_only.ok()) return AnswerError(ready_only.status(), response);
+    inference::RepositoryIndexResponse index;
+    FillRepositoryIndex(rt->models(), rt->ready(), *ready_only, &index);
+    AnswerJson(RepeatedToJson(index, "models"), response);
+  };
+  http.Post("/v2/repository/index", repository_index);
+  // `curl -X POST .../index` sends neither Content-Length nor a body, which
+  // cpp-httplib refuses before routing; such a request has no body (RFC
+  // 9112, 6.3), so it is answered here.
+  http.set_pre_routing_handler([repository_index](
+                                   const httplib::Request& request,
+                                   httplib::Response& response) {
+    if (request.method != "POST" || request.path != "/v2/repository/index" ||
+        request.has_header("Content-Length") ||
+        request.has_header("Transfer-Encoding")) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    repository_index(request, response);
+    return httplib::Server::HandlerResponse::Handled;
+  });
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<HttpFrontEnd>> HttpFrontEnd::Start(
+    const Options& options, std::shared_ptr<InferenceRuntime> runtime) {
+  auto http = std::make_unique<httplib::Server>();
+  const int threads = std::max(1, options.threads);
+  http->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  // Small replies must not wait for Nagle's algorithm; clients keep their
+  // connections for many requests (cpp-httplib's default closes after 5).
+  http->set_tcp_nodelay(true);
+  http->set_keep_alive_max_count(1u << 30);
+  // The JSON bound; ServeInfer holds binary bodies to the tighter one.
+  http->set_payload_max_length(
+      static_cast<size_t>(16 * options.max_receive_bytes));
+  http->set_error_handler(httplib::Server::HandlerWithResponse(
+      [](const httplib::Request& request, httplib::Response& response) {
+        if (!response.body.empty())
+          return httplib::Server::HandlerResponse::Unhandled;
+        if (response.status == 404) {
+          AnswerError(absl::NotFoundError(absl::StrCat(
+                          "no endpoint ", request.method, " ", request.path,
+                          "; the REST API is KServe v2's (docs/api.md)")),
+                      response);
+        } else if (response.status == 413) {
+          AnswerError(absl::ResourceExhaustedError(
+                          "the request body is above the server's size limit"),
+                      response);
+        } else {
+          const int status = response.status;
+          AnswerError(absl::InvalidArgumentError(absl::StrCat(
+                          "the request could not be read as HTTP/1.1 (status ",
+                          status, ")")),
+                      response);
+          response.status = status;
+        }
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  http->set_exception_handler([](const httplib::Request&,
+                                 httplib::Response& response,
+                                 std::exception_ptr error) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    AnswerError(absl::InternalError(absl::StrCat("unexpected error: ", what)),
+                response);
+  });
+  Route(*http, std::move(runtime), options.max_receive_bytes);
+  absl::StatusOr<std::unique_ptr<HttpListener>> listener = HttpListener::Start(
+      std::move(http), options.host, options.port, "HTTP/REST", "--http-port");
+  if (!listener.ok()) return listener.status();
+  std::unique_ptr<HttpFrontEnd> front_end(new HttpFrontEnd());
+  front_end->listener_ = *std::move(listener);
+  return front_end;
+}
+
+}  // namespace reluserve

@@ -1,0 +1,45 @@
+#ifndef RELUSERVE_SERVER_SERVICE_HTTP_LISTENER_H_
+#define RELUSERVE_SERVER_SERVICE_HTTP_LISTENER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace reluserve {
+
+// A cpp-httplib server bound to one address and listening on a thread of
+// its own: what the metrics endpoint and the REST front end share.
+//
+// Thread safety: Stop() is called from one thread (again is harmless).
+class HttpListener {
+ public:
+  // Binds host:port (0 picks a free port) without SO_REUSEPORT and starts
+  // listening. The error for a busy port says what it was `for` and names
+  // the flag that chooses another.
+  static absl::StatusOr<std::unique_ptr<HttpListener>> Start(
+      std::unique_ptr<httplib::Server> http, const std::string& host, int port,
+      const std::string& for_what, const std::string& port_flag);
+  ~HttpListener();
+
+  int port() const { return port_; }
+  httplib::Server& http() { return *http_; }
+  // Stops listening and waits for the requests in progress.
+  void Stop();
+
+ private:
+  HttpListener() = default;
+
+  std::unique_ptr<httplib::Server> http_;
+  std::thread listener_;
+  int port_ = 0;
+};
+
+}  // namespace reluserve
+
+#endif  // RELUSERVE_SERVER_SERVICE_HTTP_LISTENER_H_
