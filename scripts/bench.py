@@ -22,6 +22,10 @@
    the bare floor with the same weights, dynamic batching on vs off, BF16
    vs FP32 on the wire, per shape.
 8. The latency vs throughput plot (N=100 forward, concurrency 1-16).
+9. REST against gRPC and JSON against binary tensors: one server driven
+   over gRPC, over HTTP with the binary tensor extension and over HTTP in
+   JSON, per shape at 1 and 8 in flight (`--only rest` runs just this and
+   replaces its section in --out).
 
 Where two or more servers are compared, all of them run at once and each
 cell loads them in turn, the order reversed from one cell to the next, so
@@ -40,6 +44,8 @@ import time
 
 from bench_monitoring import monitoring
 from bench_report import write_markdown
+from bench_report_rest import rest_section, splice
+from bench_rest import rest
 from bench_servers import (SHAPES, Binaries, Server, core_bench, load_args,
                            measure, run_load, write_mlp)
 
@@ -197,6 +203,8 @@ def main():
     parser.add_argument("--out", default="docs/benchmarks.md")
     parser.add_argument("--quick", action="store_true",
                         help="short runs, for trying the script")
+    parser.add_argument("--only", choices=["rest"],
+                        help="run one section and replace it in --out")
     options = parser.parse_args()
     binaries = Binaries(options.build)
     duration = "1" if options.quick else "5"
@@ -209,6 +217,15 @@ def main():
     def section(name, key, function, *args):
         print(f"{name} ... ({time.monotonic() - began:.0f} s)", file=sys.stderr)
         report[key] = function(*args)
+
+    if options.only == "rest":
+        section("REST against gRPC", "rest", rest, binaries, duration, warmup)
+        with open(options.out) as document:
+            text = splice(document.read(), rest_section(report))
+        with open(options.out, "w") as document:
+            document.write(text)
+        print(f"replaced the REST section of {options.out}", file=sys.stderr)
+        return
 
     section("core benchmark", "core", core_bench, binaries.core, options.quick)
     section("transport floors, ReluServe and the peer", "transport",
@@ -227,6 +244,7 @@ def main():
                 report["deep_duration"], warmup, directory)
     section("concurrency sweep plot", "sweep", sweep_plot, binaries, duration,
             warmup, os.path.join(docs, "latency_vs_throughput_n100_forward.png"))
+    section("REST against gRPC", "rest", rest, binaries, duration, warmup)
 
     write_markdown(report, options.out, " ".join(sys.argv[1:]))
     print(f"wrote {options.out} ({time.monotonic() - began:.0f} s)",

@@ -7,6 +7,7 @@ import re
 import subprocess
 import time
 
+from bench_report_rest import rest_section
 from bench_report_serving import deep_section, peer_section, transport_section
 from bench_tables import header, row
 
@@ -193,7 +194,8 @@ def write_markdown(report, path, args):
     for section in (round_trip_section(report), core_section(report["core"]),
                     transport_section(report), peer_section(report),
                     batching_section(report), bf16_section(report),
-                    deep_section(report), monitoring_section(report)):
+                    deep_section(report), monitoring_section(report),
+                    rest_section(report)):
         lines += section + [""]
     lines += ["## Latency vs throughput", "",
               "N=100 forward, concurrency 1–16 over 8 channels:", "",

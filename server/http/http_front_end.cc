@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <regex>
 #include <string>
 #include <utility>
 
@@ -24,6 +25,14 @@ constexpr char kJson[] = "application/json";
 std::string Group(const httplib::Request& request, size_t index) {
   return index < request.matches.size() ? std::string(request.matches[index])
                                         : std::string();
+}
+
+absl::Status NoEndpoint(const httplib::Request& request) {
+  return absl::NotFoundError(absl::StrCat(
+      "no endpoint ", request.method, " ", request.path,
+      "; the REST API is KServe v2's: /v2/health/{live,ready}, /v2, "
+      "/v2/models/{model}[/versions/{version}][/ready|/config|/stats|/infer], "
+      "/v2/repository/index (docs/http.md)"));
 }
 
 void AnswerJson(std::string body, httplib::Response& response) {
@@ -124,20 +133,34 @@ void Route(httplib::Server& http, std::shared_ptr<InferenceRuntime> runtime,
     AnswerJson(RepeatedToJson(index, "models"), response);
   };
   http.Post("/v2/repository/index", repository_index);
-  // `curl -X POST .../index` sends neither Content-Length nor a body, which
-  // cpp-httplib refuses before routing; such a request has no body (RFC
-  // 9112, 6.3), so it is answered here.
-  http.set_pre_routing_handler([repository_index](
-                                   const httplib::Request& request,
-                                   httplib::Response& response) {
-    if (request.method != "POST" || request.path != "/v2/repository/index" ||
-        request.has_header("Content-Length") ||
-        request.has_header("Transfer-Encoding")) {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    repository_index(request, response);
-    return httplib::Server::HandlerResponse::Handled;
-  });
+  // `curl -X POST URL` (and tritonclient's index call) sends neither
+  // Content-Length nor a body, which cpp-httplib would wait 5 s for and then
+  // refuse; such a request has no body (RFC 9112, 6.3), so it is routed
+  // here, with an empty body.
+  static const std::regex infer(RELUSERVE_MODEL_PATH "/infer");
+  http.set_pre_routing_handler(
+      [repository_index, runtime, max_receive_bytes](
+          const httplib::Request& request, httplib::Response& response) {
+        if (request.method != "POST" || request.has_header("Content-Length") ||
+            request.has_header("Transfer-Encoding")) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        std::smatch match;
+        if (std::regex_match(request.path, match, infer)) {
+          const httplib::ContentReader no_body(
+              [](httplib::ContentReceiver) { return true; },
+              [](httplib::MultipartContentHeader, httplib::ContentReceiver) {
+                return true;
+              });
+          ServeInfer(*runtime, max_receive_bytes, match[1], match[2], request,
+                     response, no_body);
+        } else if (request.path == "/v2/repository/index") {
+          repository_index(request, response);
+        } else {
+          AnswerError(NoEndpoint(request), response);
+        }
+        return httplib::Server::HandlerResponse::Handled;
+      });
 }
 
 }  // namespace

@@ -79,12 +79,17 @@ void ServeInfer(InferenceRuntime& runtime, int64_t max_receive_bytes,
                 const httplib::ContentReader& read_body) {
   absl::StatusOr<std::optional<size_t>> header_bytes =
       ByteCountHeader(request, kHeaderLength);
-  if (!header_bytes.ok()) return AnswerError(header_bytes.status(), response);
+  if (!header_bytes.ok()) {
+    // Read and drop the body first: left unread, a keep-alive connection
+    // would take it for the next requests.
+    read_body([](const char*, size_t) { return true; });
+    response.set_header("Connection", "close");
+    return AnswerError(header_bytes.status(), response);
+  }
+  // cpp-httplib has read a Content-Length to get here; absent: no body.
   absl::StatusOr<std::optional<size_t>> content_length =
       ByteCountHeader(request, "Content-Length");
-  if (!content_length.ok()) {
-    return AnswerError(content_length.status(), response);
-  }
+  if (!content_length.ok()) content_length = std::nullopt;
   const bool binary = header_bytes->has_value();
   const int64_t limit =
       binary ? max_receive_bytes : kJsonBodyFactor * max_receive_bytes;
@@ -112,6 +117,7 @@ void ServeInfer(InferenceRuntime& runtime, int64_t max_receive_bytes,
                        response);
   }
   if (!read) {
+    response.set_header("Connection", "close");
     return AnswerError(
         absl::InvalidArgumentError("the request body could not be read"),
         response);

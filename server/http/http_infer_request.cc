@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <cmath>
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -55,9 +56,11 @@ absl::StatusOr<std::optional<element>> Member(const object& parent,
       type == element_type::UINT64 &&
       (got == element_type::INT64 || got == element_type::UINT64);
   if (got != type && !number_ok) {
-    return Invalid(absl::StrCat(where, ": expected '", std::string(key),
-                                "' to be ", TypeName(type), ", got ",
-                                TypeName(got)));
+    return Invalid(
+        absl::StrCat(where, ": expected '", std::string(key), "' to be ",
+                     type == element_type::UINT64 ? "a non-negative integer"
+                                                  : TypeName(type),
+                     ", got ", TypeName(got)));
   }
   return value;
 }
@@ -92,10 +95,9 @@ absl::StatusOr<std::vector<int64_t>> ParseShape(const element& shape,
   for (element dim : array(shape)) {
     int64_t value = 0;
     if (dim.get_int64().get(value) != simdjson::SUCCESS || value < 0) {
-      return Invalid(absl::StrCat(where,
-                                  ": expected 'shape' to hold non-negative "
-                                  "integers, got ",
-                                  simdjson::to_string(dim)));
+      return Invalid(absl::StrCat(
+          where, ": expected 'shape' to hold non-negative integers, got ",
+          simdjson::to_string(shape)));
     }
     dims.push_back(value);
   }
@@ -113,9 +115,19 @@ absl::Status FlattenNumbers(const element& data, std::vector<float>& values,
           return nested;
         }
         break;
-      case element_type::DOUBLE:
-        values.push_back(static_cast<float>(double(value)));
+      case element_type::DOUBLE: {
+        const double number = double(value);
+        const auto narrowed = static_cast<float>(number);
+        // Nothing is silently changed: beyond FP32's range is an error.
+        if (std::isinf(narrowed)) {
+          return Invalid(absl::StrCat(
+              where, ": expected FP32 values, got ", simdjson::to_string(value),
+              " at value ", values.size(),
+              ", beyond FP32's range (send infinities as binary data)"));
+        }
+        values.push_back(narrowed);
         break;
+      }
       case element_type::INT64:
         values.push_back(static_cast<float>(int64_t(value)));
         break;
@@ -186,7 +198,10 @@ absl::Status ParseInputs(const array& inputs, const char* binary,
       int64_t size = 0;
       if (binary_size->get_int64().get(size) != simdjson::SUCCESS || size < 0) {
         return Invalid(absl::StrCat(
-            where, ": expected binary_data_size to be a non-negative integer"));
+            where,
+            ": expected binary_data_size to be a non-negative integer, "
+            "got ",
+            simdjson::to_string(*binary_size)));
       }
       const auto bytes = static_cast<size_t>(size);
       if (bytes > binary_bytes - binary_used) {

@@ -71,9 +71,11 @@ HttpBody SpoiledJson(const std::function<void(json&)>& spoil) {
 
 HttpBody Raw(std::string body) { return {std::move(body), {}}; }
 
-// Sends `request` as it is on a fresh connection and returns what comes
-// back before the server closes it or 10 s pass.
-std::string RawExchange(int port, const std::string& request) {
+// Sends `request` as it is on a fresh connection (then, if `half_close`,
+// ends the sending side: nothing more comes) and returns what comes back
+// before the server closes it or 10 s pass.
+std::string RawExchange(int port, const std::string& request,
+                        bool half_close = true) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -84,6 +86,7 @@ std::string RawExchange(int port, const std::string& request) {
           0 &&
       send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
           static_cast<ssize_t>(request.size())) {
+    if (half_close) shutdown(fd, SHUT_WR);
     timeval timeout{10, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
     char chunk[4096];
@@ -395,7 +398,8 @@ TEST_F(HttpErrorsTest, BodiesAreBoundedLikeGrpcMessages) {
                   "POST /v2/models/linear_relu/infer HTTP/1.1\r\nHost: t\r\n"
                   "Connection: close\r\n"
                   "Content-Length: " +
-                      std::to_string(16 * limit + 1) + "\r\n\r\n");
+                      std::to_string(16 * limit + 1) + "\r\n\r\n",
+                  /*half_close=*/false);
   EXPECT_EQ(reply.rfind("HTTP/1.1 413", 0), 0u) << reply;
   EXPECT_NE(reply.find(std::to_string(16 * limit)), std::string::npos) << reply;
   // Just below, the body is read (and found invalid).
@@ -404,6 +408,32 @@ TEST_F(HttpErrorsTest, BodiesAreBoundedLikeGrpcMessages) {
   ASSERT_TRUE(result);
   EXPECT_EQ(result->status, 400) << result->body;
   ExpectServerStillServes();
+}
+
+// Broken HTTP itself: a 4xx or a closed connection, and the server goes on.
+TEST_F(HttpErrorsTest, MalformedHttpNeverTakesTheServerDown) {
+  const std::string infer = "POST /v2/models/linear_relu/infer HTTP/1.1\r\n";
+  const std::string requests[] = {
+      "GARBAGE\r\n\r\n",
+      std::string("\x00\x01\x02\xff\xfe\r\n\r\n", 9),
+      infer + "Content-Length: abc\r\nConnection: close\r\n\r\n{}",
+      infer + "Content-Length: -5\r\nConnection: close\r\n\r\n",
+      infer + "Content-Length: 99999999999999999999999\r\n\r\n",
+      infer + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n",
+      infer +
+          "Inference-Header-Content-Length: -1\r\nContent-Length: 2\r\n"
+          "Connection: close\r\n\r\n{}",
+      infer + "X-Long: " + std::string(200000, 'a') + "\r\n\r\n",
+      "GET /v2/models/%ZZ%/ready HTTP/1.1\r\nConnection: close\r\n\r\n",
+      "GET /v2/models/" + std::string(10000, 'm') +
+          " HTTP/1.1\r\nConnection: close\r\n\r\n",
+  };
+  for (const std::string& request : requests) {
+    const std::string reply = RawExchange(server_->http_port(), request);
+    EXPECT_TRUE(reply.empty() || reply.rfind("HTTP/1.1 4", 0) == 0)
+        << request.substr(0, 80) << " -> " << reply.substr(0, 200);
+    ExpectServerStillServes();
+  }
 }
 
 // A draining runtime: not ready, and inference gets 503.

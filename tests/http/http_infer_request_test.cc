@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -120,6 +121,51 @@ TEST(HttpInferRequestTest, TruncationsOfAValidHeaderAreRefusedCleanly) {
     EXPECT_FALSE(Parse(header.substr(0, length)).ok()) << length;
   }
   EXPECT_TRUE(Parse(header).ok());
+}
+
+// Seeded random byte mutations of valid requests: every outcome is a parse
+// or an InvalidArgument, never a crash (ASan and UBSan run this too).
+TEST(HttpInferRequestTest, MutatedRequestsAreParsedOrRefused) {
+  const std::string headers[] = {
+      R"({"id":"q","inputs":[{"name":"x","datatype":"FP32","shape":[2,2],)"
+      R"("data":[[1,2],[3,4e-3]]}],"outputs":[{"name":"y","parameters":)"
+      R"({"binary_data":true,"datatype":"BF16"}}],)"
+      R"("parameters":{"binary_data_output":false}})",
+      R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1,2],)"
+      R"("parameters":{"binary_data_size":8}}]})",
+  };
+  const char alphabet[] = "{}[]\":,-+.0123456789eEtrufalsn \\x";
+  std::mt19937 random(7);
+  int parsed = 0, refused = 0;
+  for (int round = 0; round < 20000; ++round) {
+    std::string header = headers[round % 2];
+    const int edits = 1 + static_cast<int>(random() % 4);
+    for (int e = 0; e < edits; ++e) {
+      const size_t at = random() % header.size();
+      switch (random() % 3) {
+        case 0:
+          header[at] = alphabet[random() % (sizeof(alphabet) - 1)];
+          break;
+        case 1:
+          header.erase(at, 1 + random() % 3);
+          break;
+        default:
+          header.insert(at, 1, alphabet[random() % (sizeof(alphabet) - 1)]);
+      }
+      if (header.empty()) header = "{";
+    }
+    const absl::StatusOr<HttpInferRequest> result =
+        Parse(header, std::string(8, '\1'));
+    if (result.ok()) {
+      ++parsed;
+    } else {
+      ++refused;
+      ASSERT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument)
+          << header << ": " << result.status();
+    }
+  }
+  EXPECT_GT(refused, 10000);  // most mutations break the request
+  EXPECT_GT(parsed, 0);       // some leave it valid (a digit for a digit)
 }
 
 }  // namespace
