@@ -32,6 +32,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 # First: parses the command line and puts the stubs on sys.path.
 import http_common as hcom  # noqa: E402
 
+import http.client  # noqa: E402
 import signal  # noqa: E402
 import time  # noqa: E402
 
@@ -359,6 +360,50 @@ class DefaultServerHttpTest(hcom.HttpTestCase):
                 bad = hc.Input("x", x, parameters={"binary_data_size": size})
                 self.check_refusal([bad], fragments=["'x'"])
         self.assertServesOn()
+
+    def test_refusals_before_the_body_leave_the_connection_in_step(self):
+        # A refusal decided on the header fields alone must still take the
+        # body off the connection (or close it): otherwise its bytes are read
+        # as the next requests, and a keep-alive client such as tritonclient's
+        # gets their 400s as the answers to its next calls. Fresh connections,
+        # a few times each: how much of the body has arrived varies.
+        x, gy = random_pair(2, seed=13)
+        body, json_size = hc.inference_body(hcom.http_inputs("binary", x, gy))
+        for length in ("twelve", -1, json_size):
+            for attempt in range(4):
+                with self.subTest(header_length=length, attempt=attempt), \
+                        hc.Client(self.http_port) as client:
+                    self.assertEqual(client.get("/v2/health/live").status, 200)
+                    resp = client.post(INFER, body, {hc.HEADER_LENGTH: length,
+                                                     "Content-Type": "text/plain"})
+                    if length == json_size:
+                        self.assertEqual(resp.status, 200, repr(resp))
+                    else:
+                        self.assertHttpError(resp, 400, hc.HEADER_LENGTH, in_sync=False)
+                    if (resp.header("Connection") or "").lower() == "close":
+                        continue
+                    try:
+                        after = client.get("/v2/health/live", retry=False)
+                    except (OSError, http.client.HTTPException) as e:
+                        self.fail(f"after {resp!r}: {e!r}")
+                    self.assertEqual(after.status, 200,
+                                     f"after {resp!r} the connection answered {after!r}")
+
+    def test_a_post_without_content_length_has_an_empty_body(self):
+        # curl -X POST sends neither Content-Length nor a body; such a body is
+        # empty (RFC 9112, 6.3), so the answer is due at once. (tritonclient
+        # does so for the repository index, test_repository_index.)
+        for path, statuses in ((INFER, (400,)), ("/v2/repository/index", (200,)),
+                               ("/v2/health/live", (404, 405))):
+            with self.subTest(path=path):
+                start = time.monotonic()
+                resp = self.http.post(path)
+                elapsed = time.monotonic() - start
+                self.assertIn(resp.status, statuses, repr(resp))
+                self.assertLess(elapsed, 2.0, f"POST {path} with no body took {elapsed:.1f} s "
+                                f"to answer {resp!r}")
+                if resp.status != 200:
+                    self.assertHttpError(resp, resp.status)
 
     def test_malformed_json(self):
         x, _ = random_pair(1, seed=10)
