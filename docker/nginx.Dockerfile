@@ -9,7 +9,7 @@ RUN apt-get update -qq \
  && chown -R www-data:www-data /var/lib/nginx /var/log/nginx
 COPY nginx.conf /etc/nginx/nginx.conf
 USER www-data
-EXPOSE 8001
+EXPOSE 8000 8001
 STOPSIGNAL SIGQUIT
 ENTRYPOINT ["nginx", "-g", "daemon off;"]
 LABEL org.reluserve.stage=nginx

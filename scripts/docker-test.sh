@@ -10,15 +10,19 @@
 #      runs on one machine;
 #   3. builds the images (docker/Dockerfile, nginx, Prometheus) and checks
 #      the manifests (docker/check-manifests.py, promtool check config);
-#   4. brings docker/compose.yaml up: 3 replicas, nginx, Prometheus;
+#   4. brings docker/compose.yaml up: 3 replicas, nginx, Prometheus, and
+#      checks the REST front end through nginx's HTTP port: GET
+#      /v2/health/ready, and one JSON POST /v2/models/linear_relu/infer whose
+#      y matches the same request's over gRPC;
 #   5. sends traffic through nginx with reluserve-load (build/release, built
 #      here if missing) and checks that every replica served some, from each
 #      replica's GET /metrics (nv_inference_request_success);
 #   6. checks that Prometheus scraped all three (/api/v1/targets, and the
 #      counters through its query API);
 #   7. stops one replica gracefully (SIGTERM, drain) while reluserve-load
-#      runs and checks that the client saw no failed request and that the
-#      replica exited 0;
+#      runs and checks that the client saw no failed request, that the
+#      replica's GET /v2/health/ready turned from 200 to 503 while it drained,
+#      and that it exited 0;
 #   8. stops and removes the stack (gracefully: moby#42545) and prints the
 #      image size and a summary line.
 #
@@ -210,6 +214,8 @@ log "runtime packages: $(docker run --rm --entrypoint cat "$image" \
 server_help=$(docker run --rm "$image" --help)
 grep -q -- '--metrics-port' <<<"$server_help" ||
   fail "the image's reluserve-server has no --metrics-port: the per-replica counts need GET /metrics"
+grep -q -- '--http-port' <<<"$server_help" ||
+  fail "the image's reluserve-server has no --http-port: the REST checks and the probes need its HTTP front end"
 passed
 
 # The client that sends the load runs on the host: scripts/test.sh has built
@@ -223,23 +229,35 @@ log "images ready [$(elapsed)]"
 free_port() {
   /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-# `docker run -p 8001:8001 IMAGE` serves at once (on a free loopback port).
+# GET URL: its HTTP status (000: no answer), within 5 s.
+http_status() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" || true; }
+# `docker run -p 8001:8001 IMAGE` serves at once (on a free loopback port),
+# its REST front end too (8000, on by default).
 port=$(free_port)
-single=$(docker run -d --rm -p "127.0.0.1:$port:8001" "$image")
+http_port=$(free_port)
+single=$(docker run -d --rm -p "127.0.0.1:$port:8001" -p "127.0.0.1:$http_port:8000" "$image")
 if ! "$client" health --target "127.0.0.1:$port" --connect-timeout-ms 10000 >/dev/null; then
   docker logs "$single" >&2 || true
   docker stop -t 15 "$single" >/dev/null || true
   fail "docker run -p $port:8001 $image does not serve"
 fi
+single_ready=$(http_status "http://127.0.0.1:$http_port/v2/health/ready")
+if [ "$single_ready" != 200 ]; then
+  docker logs "$single" >&2 || true
+  docker stop -t 15 "$single" >/dev/null || true
+  fail "docker run -p $http_port:8000 $image: GET /v2/health/ready answered $single_ready, not 200"
+fi
 docker stop -t 15 "$single" >/dev/null || fail "docker stop of the single container"
 passed
-log "docker run -p 127.0.0.1:$port:8001 $image: healthy at once [$(elapsed)]"
+log "docker run -p 127.0.0.1:$port:8001 -p 127.0.0.1:$http_port:8000 $image: healthy and ready at once [$(elapsed)]"
 
 # --- 4. the stack ------------------------------------------------------------
 RELUSERVE_LB_PORT=$(free_port)
+RELUSERVE_LB_HTTP_PORT=$(free_port)
 RELUSERVE_PROMETHEUS_PORT=$(free_port)
-export RELUSERVE_LB_PORT RELUSERVE_PROMETHEUS_PORT
+export RELUSERVE_LB_PORT RELUSERVE_LB_HTTP_PORT RELUSERVE_PROMETHEUS_PORT
 lb=127.0.0.1:$RELUSERVE_LB_PORT
+lb_http=http://127.0.0.1:$RELUSERVE_LB_HTTP_PORT
 prometheus=http://127.0.0.1:$RELUSERVE_PROMETHEUS_PORT
 replicas=(reluserve-1 reluserve-2 reluserve-3)
 
@@ -272,7 +290,62 @@ passed
 "$client" health --target "$lb" --connect-timeout-ms 5000 >/dev/null ||
   fail "reluserve-client health through nginx ($lb): $(compose 30 logs --tail 20 nginx 2>&1)"
 passed
-log "stack up: ${replicas[*]} healthy, nginx on $lb, Prometheus on $prometheus [$(elapsed)]"
+log "stack up: ${replicas[*]} healthy, nginx on $lb (gRPC) and $lb_http (HTTP), Prometheus on $prometheus [$(elapsed)]"
+
+# --- the REST front end through nginx ----------------------------------------
+lb_ready=$(http_status "$lb_http/v2/health/ready")
+[ "$lb_ready" = 200 ] ||
+  fail "GET $lb_http/v2/health/ready answered $lb_ready, not 200: $(compose 30 logs --tail 20 nginx 2>&1)"
+passed
+# One JSON inference, x of shape [1, 3072]: the x and y of the same request
+# over gRPC (reluserve-client writes both as .npy) make the body and the
+# expected answer.
+"$client" infer --target "$lb" --batch 1 --seed 3 --out "$work/grpc" \
+  --connect-timeout-ms 5000 --timeout-ms 5000 >"$work/grpc-infer.txt" 2>&1 || {
+  cat "$work/grpc-infer.txt" >&2
+  fail "reluserve-client infer through nginx ($lb)"
+}
+rest_json() {
+  /usr/bin/python3 - "$@" <<'EOF'
+import array, ast, json, math, sys
+def npy(path):  # a C-order little-endian float32 .npy, without numpy
+    blob = open(path, "rb").read()
+    size = 2 if blob[6] == 1 else 4
+    length = int.from_bytes(blob[8:8 + size], "little")
+    header = ast.literal_eval(blob[8 + size:8 + size + length].decode("latin1"))
+    assert header["descr"] == "<f4" and not header["fortran_order"], header
+    values = array.array("f")
+    values.frombytes(blob[8 + size + length:])
+    return list(header["shape"]), values.tolist()
+mode, folder, body = sys.argv[1:4]
+if mode == "request":
+    shape, x = npy(f"{folder}/x.npy")
+    json.dump({"inputs": [{"name": "x", "shape": shape, "datatype": "FP32", "data": x}],
+               "outputs": [{"name": "y"}]}, open(body, "w"))
+    sys.exit(0)
+shape, expected = npy(f"{folder}/y.npy")
+outputs = {o.get("name"): o for o in json.load(open(body)).get("outputs", [])}
+y = outputs.get("y", {})
+if y.get("shape") != [1, 100] or y.get("datatype") != "FP32" or len(y.get("data", [])) != 100:
+    sys.exit("no output y FP32 [1, 100] with 100 values: "
+             + json.dumps({k: {f: v for f, v in o.items() if f != "data"} for k, o in outputs.items()}))
+data = y["data"]
+if shape != [1, 100] or not all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6)
+                                for a, b in zip(data, expected)):
+    sys.exit(f"y differs from gRPC's answer to the same x: {data[:3]} ... against {expected[:3]} ...")
+print(f"y FP32 [1, 100] as over gRPC ({sum(v > 0 for v in data)} of 100 positive)")
+EOF
+}
+rest_json request "$work/grpc" "$work/infer.json" || fail "the JSON body from $work/grpc/x.npy"
+infer_status=$(curl -s -o "$work/infer-reply.json" -w '%{http_code}' --max-time 10 \
+  -H 'Content-Type: application/json' --data-binary "@$work/infer.json" \
+  "$lb_http/v2/models/linear_relu/infer" || true)
+[ "$infer_status" = 200 ] ||
+  fail "POST $lb_http/v2/models/linear_relu/infer answered $infer_status: $(head -c 500 "$work/infer-reply.json" 2>/dev/null)"
+rest_result=$(rest_json check "$work/grpc" "$work/infer-reply.json") ||
+  fail "POST $lb_http/v2/models/linear_relu/infer: $rest_result"
+passed
+log "REST through nginx ($lb_http): GET /v2/health/ready 200; POST /v2/models/linear_relu/infer 200, $rest_result [$(elapsed)]"
 
 # --- 5. traffic through nginx, split over the replicas -----------------------
 metrics_url() { echo "http://$(compose 30 port "$1" 8002)/metrics"; }
@@ -376,15 +449,59 @@ log "Prometheus: $prom_result [$(elapsed)]"
 # --- 7. one replica stops gracefully mid-load --------------------------------
 victim=reluserve-2
 victim_id=$(container "$victim")
+victim_http=http://$(compose 30 port "$victim" 8000)
+# The victim's readiness and liveness, polled from before its SIGTERM (the
+# file polling-ready says it has answered once) until `docker stop` has
+# returned (30 s at most); prints the runs of ready/live statuses ("200/200
+# x 12, 503/200 x 40, -/- x 3": - is no answer) and fails unless ready went
+# from 200 to 503.
+poll_health() {
+  /usr/bin/python3 - "$victim_http" "$work/polling-ready" "$work/victim-stopped" <<'EOF'
+import os, sys, time, urllib.error, urllib.request
+def status(path):
+    try:
+        return urllib.request.urlopen(sys.argv[1] + path, timeout=2).status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:  # refused, reset, timed out: gone, or going
+        return "-"
+runs, deadline = [], time.time() + 30
+while time.time() < deadline and not os.path.exists(sys.argv[3]):
+    ready, live = status("/v2/health/ready"), status("/v2/health/live")
+    if not runs:
+        open(sys.argv[2], "w").close()
+    if runs and runs[-1][0] == (ready, live):
+        runs[-1][1] += 1
+    else:
+        runs.append([(ready, live), 1])
+    time.sleep(0.02)
+print(", ".join(f"{r}/{l} x {n}" for (r, l), n in runs) or "no answer")
+seen = [r for (r, _), _ in runs if r != "-"]
+sys.exit(0 if seen[:1] == [200] and 503 in seen else 1)
+EOF
+}
 counters
 status=0
 run_load "$work/failover.json" --duration 10 --global-timeout 60 >"$work/failover.txt" 2>&1 &
 load_pid=$!
 sleep 3
+poll_health >"$work/drain-health.txt" 2>&1 &
+poll_pid=$!
+for _ in $(seq 100); do
+  [ -e "$work/polling-ready" ] && break
+  sleep 0.05
+done
 t0=$(date +%s%N)
 docker stop -t 15 "$victim_id" >/dev/null || fail "docker stop $victim"
 stop_ms=$((($(date +%s%N) - t0) / 1000000))
+touch "$work/victim-stopped"
+poll_status=0
+wait "$poll_pid" || poll_status=$?
+drain_health=$(cat "$work/drain-health.txt")
 wait "$load_pid" || status=$?
+[ "$poll_status" = 0 ] ||
+  fail "$victim's GET /v2/health/ready did not go from 200 to 503 while it drained (ready/live: $drain_health)"
+passed
 read -r fo_sent fo_failed fo_codes <<<"$(load_counts "$work/failover.json")"
 if [ "$status" != 0 ] || [ "$fo_failed" != 0 ]; then
   cat "$work/failover.txt" >&2
@@ -420,6 +537,7 @@ print(round((times["stopped"] - times["draining"]).total_seconds() * 1000)
 compose 30 logs --no-color nginx >"$work/nginx.log" 2>&1 || true
 passed_unavailable=$(grep -c 'grpc_status_header=14' "$work/nginx.log" || true)
 moved=$(grep -c 'upstream=[^ ]*, ' "$work/nginx.log" || true)
+log "drain: $victim's /v2/health/ready and /live, polled through its SIGTERM: $drain_health"
 log "failover: $victim stopped (docker stop $stop_ms ms, drain $drain_ms ms, exit 0) during the load:" \
   "$fo_sent sent, $fo_failed failed; ${after[*]} served meanwhile; nginx passed" \
   "$passed_unavailable UNAVAILABLE back (retried by the client) and moved $moved call(s) itself [$(elapsed)]"
@@ -432,6 +550,7 @@ passed
 size=$(docker image inspect "$image" --format '{{.Size}}' | awk '{ printf "%.1f MB", $1 / 1e6 }')
 log "image $image: $size"
 log "summary: image $size; split: $split_sent sent, $split_failed failed, ${split[*]};" \
+  "REST: ready 200, infer 200 as over gRPC, 503 while draining;" \
   "failover ($victim stopped mid-load): $fo_sent sent, $fo_failed failed," \
   "$passed_unavailable UNAVAILABLE retried; Prometheus: ${prom_result%%;*}; $(elapsed) in all"
 echo "docker-test: $checks passed, 0 failed"
