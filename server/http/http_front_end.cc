@@ -174,6 +174,7 @@ absl::StatusOr<std::unique_ptr<HttpFrontEnd>> HttpFrontEnd::Start(
   // connections for many requests (cpp-httplib's default closes after 5).
   http->set_tcp_nodelay(true);
   http->set_keep_alive_max_count(1u << 30);
+  http->set_keep_alive_timeout(kKeepAliveSeconds);
   // The JSON bound; ServeInfer holds binary bodies to the tighter one.
   http->set_payload_max_length(
       static_cast<size_t>(16 * options.max_receive_bytes));

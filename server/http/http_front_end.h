@@ -35,9 +35,15 @@ class HttpFrontEnd {
       const Options& options, std::shared_ptr<InferenceRuntime> runtime);
 
   int port() const { return listener_->port(); }
-  // Stops listening and waits for the requests in progress. The runtime
-  // is drained first (its requests get 503 meanwhile).
+  // Stops listening and waits for the requests in progress and for idle
+  // connections to time out (kKeepAliveSeconds). The runtime is drained
+  // first (its requests get 503 meanwhile). RequestStop() only asks.
+  void RequestStop() { listener_->RequestStop(); }
   void Stop() { listener_->Stop(); }
+
+  // How long a connection may stay idle between requests; also how long an
+  // idle connection can hold Stop() (cpp-httplib 0.11 does not wake it).
+  static constexpr int kKeepAliveSeconds = 2;
 
  private:
   HttpFrontEnd() = default;

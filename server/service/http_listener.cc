@@ -42,9 +42,12 @@ absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(
 
 HttpListener::~HttpListener() { Stop(); }
 
+void HttpListener::RequestStop() {
+  if (http_ != nullptr) http_->stop();
+}
+
 void HttpListener::Stop() {
-  if (http_ == nullptr) return;
-  http_->stop();
+  RequestStop();
   if (listener_.joinable()) listener_.join();
 }
 

@@ -29,7 +29,11 @@ class HttpListener {
 
   int port() const { return port_; }
   httplib::Server& http() { return *http_; }
-  // Stops listening and waits for the requests in progress.
+  // Stops listening; connections end after their request in progress, or
+  // once idle for their keep-alive timeout (cpp-httplib 0.11 does not wake
+  // an idle one): keep that short.
+  void RequestStop();
+  // RequestStop(), then waits for every connection to end.
   void Stop();
 
  private:

@@ -16,6 +16,8 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
   auto http = std::make_unique<httplib::Server>();
   // Scrapes are rare: two threads, not one per core.
   http->new_task_queue = [] { return new httplib::ThreadPool(2); };
+  // A scraper's idle connection would hold the shutdown this long.
+  http->set_keep_alive_timeout(1);
   http->Get("/metrics", [render = std::move(render)](const httplib::Request&,
                                                      httplib::Response& res) {
     res.set_content(render(), kContentType);

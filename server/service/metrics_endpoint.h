@@ -25,7 +25,9 @@ class MetricsEndpoint {
       const std::string& host, int port, Render render);
 
   int port() const { return listener_->port(); }
-  // Stops listening and waits for scrapes in progress.
+  // Stops listening and waits for scrapes in progress; RequestStop() only
+  // asks (see HttpListener).
+  void RequestStop() { listener_->RequestStop(); }
   void Stop() { listener_->Stop(); }
 
  private:

@@ -241,8 +241,11 @@ void Server::Shutdown(std::chrono::system_clock::time_point deadline) {
     grpc_server_->Shutdown(std::min(
         deadline, std::chrono::system_clock::now() + options_.idle_call_grace));
     grpc_server_->Wait();
+    // Last (a scrape during the drain still sees the server), and both at
+    // once: each waits for its idle keep-alive connections to time out.
+    if (http_ != nullptr) http_->RequestStop();
+    if (metrics_ != nullptr) metrics_->RequestStop();
     if (http_ != nullptr) http_->Stop();
-    // Last: a scrape during the drain still sees the server.
     if (metrics_ != nullptr) metrics_->Stop();
   });
 }
