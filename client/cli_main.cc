@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -20,8 +21,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "client/channel_flags.h"
-#include "client/client.h"
+#include "client/inference_client.h"
 #include "client/npy.h"
+#include "client/protocol_flags.h"
 #include "client/stats.h"
 #include "client/tensor.h"
 #include "common/command_line.h"
@@ -29,18 +31,19 @@
 namespace reluserve {
 namespace {
 
-// Exit statuses (common/command_line.h): kExitOk; kExitFailed when an RPC
+// Exit statuses (common/command_line.h): kExitOk; kExitFailed when a call
 // or a file failed, or (health) the server is not ready; kExitUsage; and
 // kExitUnreachable when no connection could be made.
 constexpr int kOk = kExitOk;
 constexpr int kFailed = kExitFailed;
 
 constexpr char kExitStatusFooter[] =
-    "Exit status: 0 success (health: live, ready and the model ready); 1 an "
-    "RPC or a file failed (health: not ready); 2 a wrong command line; 4 the "
+    "Exit status: 0 success (health: live, ready and the model ready); 1 a "
+    "call or a file failed (health: not ready); 2 a wrong command line; 4 the "
     "server could not be reached within --connect-timeout-ms.";
 
 struct CommonFlags {
+  ProtocolFlags protocol;
   ClientOptions options;
   int64_t timeout_ms = 30000;
   int64_t connect_timeout_ms = 1000;
@@ -59,25 +62,19 @@ struct InferFlags {
 };
 
 void AddCommonFlags(CLI::App& command, CommonFlags& flags) {
-  command
-      .add_option("--target", flags.options.target,
-                  "Server address, or several as ipv4:HOST:PORT,HOST:PORT,... "
-                  "(environment: RELUSERVE_TARGET)")
-      ->type_name("HOST:PORT")
-      ->envname("RELUSERVE_TARGET")
-      ->capture_default_str();
+  AddProtocolFlags(command, flags.protocol);
   command.add_option("--model", flags.options.model_name, "Model name")
       ->capture_default_str();
   command.add_option("--model-version", flags.options.model_version,
                      "Model version (default: the server's choice)");
-  command.add_option("--timeout-ms", flags.timeout_ms, "Deadline of each RPC")
+  command.add_option("--timeout-ms", flags.timeout_ms, "Deadline of each call")
       ->type_name("MS")
       ->check(CLI::Range(int64_t{1}, int64_t{24} * 3600 * 1000))
       ->capture_default_str();
   command
       .add_option("--connect-timeout-ms", flags.connect_timeout_ms,
                   "How long to wait for the connection before giving up (0: "
-                  "no wait; the first RPC fails instead)")
+                  "no wait; the first call fails instead)")
       ->type_name("MS")
       ->check(CLI::Range(int64_t{0}, int64_t{24} * 3600 * 1000))
       ->capture_default_str();
@@ -91,7 +88,7 @@ int Fail(const absl::Status& status, absl::string_view context = "") {
   return kFailed;
 }
 
-int RunHealth(const Client& client) {
+int RunHealth(const InferenceClient& client) {
   absl::StatusOr<HealthStatus> health = client.Health();
   if (!health.ok()) {
     std::cerr << "unreachable: " << client.options().target << ": "
@@ -130,7 +127,7 @@ void PrintTensorMetadata(
   }
 }
 
-int RunMetadata(const Client& client) {
+int RunMetadata(const InferenceClient& client) {
   absl::StatusOr<inference::ServerMetadataResponse> server =
       client.ServerMetadata();
   if (!server.ok()) return Fail(server.status(), "ServerMetadata: ");
@@ -280,7 +277,7 @@ void PrintRoundTrips(const std::vector<double>& round_trips_ms) {
       latency.count, latency.median, latency.p90, latency.min, latency.max);
 }
 
-int RunInfer(const Client& client, InferFlags flags) {
+int RunInfer(const InferenceClient& client, InferFlags flags) {
   flags.grad = flags.grad || !flags.grad_y_path.empty();
   // Also opens the connection, so the timed calls below do not include it.
   absl::StatusOr<inference::ModelMetadataResponse> metadata =
@@ -324,13 +321,13 @@ int RunInfer(const Client& client, InferFlags flags) {
       return Fail(fits);
     }
   }
-  absl::StatusOr<inference::ModelInferRequest> request =
-      client.MakeRequest(inputs);
+  absl::StatusOr<std::unique_ptr<PreparedInfer>> request =
+      client.Prepare(inputs);
   if (!request.ok()) return Fail(request.status());
   std::optional<InferResult> result;
   std::vector<double> round_trips_ms;
   for (int call = 1; call <= flags.repeat; ++call) {
-    absl::StatusOr<InferResult> reply = client.Infer(*request);
+    absl::StatusOr<InferResult> reply = (*request)->Send();
     if (!reply.ok()) {
       return Fail(reply.status(),
                   flags.repeat == 1
@@ -363,7 +360,7 @@ int Main(int argc, char** argv) {
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
   CLI::App app(
       "Calls a ReluServe (Open Inference Protocol / KServe v2) server over "
-      "gRPC.",
+      "gRPC or HTTP.",
       "reluserve-client");
   app.require_subcommand(1);
   AddVersionFlag(app, "reluserve-client");
@@ -387,7 +384,7 @@ int Main(int argc, char** argv) {
 
   CLI::App* infer = app.add_subcommand(
       "infer",
-      "Sends one ModelInfer request (or the same one --repeat times) and "
+      "Sends one inference request (or the same one --repeat times) and "
       "summarises the outputs. The model's inputs and their shapes come from "
       "its metadata (optional ones, such as grad_y, from its ModelConfig). "
       "Random tensors are i.i.d. standard normal N(0, 1) from "
@@ -442,20 +439,28 @@ int Main(int argc, char** argv) {
   CommonFlags& common = health->parsed()     ? health_flags
                         : metadata->parsed() ? metadata_flags
                                              : infer_common;
+  if (const std::string problem = common.protocol.Problem(); !problem.empty()) {
+    std::cerr << "reluserve-client: " << problem
+              << "\nRun 'reluserve-client --help' for usage.\n";
+    return kExitUsage;
+  }
+  common.options.target = common.protocol.Target();
+  common.options.http_tensors = common.protocol.http_tensors();
   common.options.deadline = std::chrono::milliseconds(common.timeout_ms);
-  const Client client(common.options);
+  const std::unique_ptr<InferenceClient> client =
+      CreateInferenceClient(common.protocol.protocol, common.options);
   if (absl::Status connected =
           common.connect_timeout_ms == 0
               ? absl::OkStatus()
-              : client.WaitForConnection(
+              : client->WaitForConnection(
                     std::chrono::milliseconds(common.connect_timeout_ms));
       !connected.ok()) {
     std::cerr << "unreachable: " << connected.message() << "\n";
     return kExitUnreachable;
   }
-  if (health->parsed()) return RunHealth(client);
-  if (metadata->parsed()) return RunMetadata(client);
-  return RunInfer(client, infer_flags);
+  if (health->parsed()) return RunHealth(*client);
+  if (metadata->parsed()) return RunMetadata(*client);
+  return RunInfer(*client, infer_flags);
 }
 
 }  // namespace

@@ -1,6 +1,5 @@
 #include "client/client.h"
 
-#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -17,40 +16,11 @@ namespace {
 
 constexpr char kFp32[] = "FP32";
 
-absl::Status AddInput(absl::string_view name, const Tensor& tensor,
-                      inference::ModelInferRequest& request) {
-  absl::StatusOr<int64_t> count = NumElements(tensor.shape);
-  if (!count.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ": ", count.status().message()));
-  }
-  if (static_cast<uint64_t>(*count) != tensor.data.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, ": shape ", ShapeToString(tensor.shape), " has ", *count,
-        " elements but the data has ", tensor.data.size()));
-  }
-  inference::ModelInferRequest::InferInputTensor* input = request.add_inputs();
-  input->set_name(std::string(name));
-  input->set_datatype(kFp32);
-  input->mutable_shape()->Add(tensor.shape.begin(), tensor.shape.end());
-  request.add_raw_input_contents()->assign(
-      reinterpret_cast<const char*>(tensor.data.data()),
-      tensor.data.size() * sizeof(float));
-  return absl::OkStatus();
-}
-
 absl::Status Malformed(absl::string_view problem) {
   return absl::InternalError(absl::StrCat("malformed response: ", problem));
 }
 
 }  // namespace
-
-const Tensor* InferResult::Find(absl::string_view name) const {
-  for (const NamedTensor& output : outputs) {
-    if (output.name == name) return &output.tensor;
-  }
-  return nullptr;
-}
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   // Both enumerate the same canonical codes with the same values.
@@ -176,39 +146,40 @@ absl::StatusOr<inference::ModelConfigResponse> Client::ModelConfig() const {
   return CallForModel(&inference::GRPCInferenceService::Stub::ModelConfig);
 }
 
-absl::Status CheckBatchSize(const InferInputs& inputs,
-                            const inference::ModelConfig& config) {
-  if (config.max_batch_size() <= 0 || inputs.tensors.empty() ||
-      inputs.tensors.front().tensor.shape.empty()) {
-    return absl::OkStatus();
-  }
-  const NamedTensor& first = inputs.tensors.front();
-  const int64_t rows = first.tensor.shape[0];
-  if (rows <= config.max_batch_size()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      first.name, " has ", rows, " rows, more than the maximum batch size of ",
-      config.max_batch_size(), " that model \"", config.name(),
-      "\" accepts (its ModelConfig max_batch_size; the server's --max-batch): "
-      "send at most ",
-      config.max_batch_size(), " rows per request"));
+absl::StatusOr<inference::ModelStatisticsResponse> Client::ModelStatistics()
+    const {
+  return CallForModel(&inference::GRPCInferenceService::Stub::ModelStatistics);
 }
 
 absl::StatusOr<inference::ModelInferRequest> Client::MakeRequest(
     const InferInputs& inputs) const {
-  inference::ModelInferRequest request;
-  request.set_model_name(options_.model_name);
-  request.set_model_version(options_.model_version);
-  request.set_id(inputs.id);
-  for (const NamedTensor& input : inputs.tensors) {
-    if (absl::Status status = AddInput(input.name, input.tensor, request);
-        !status.ok()) {
-      return status;
-    }
+  return MakeInferRequest(options_, inputs);
+}
+
+namespace {
+
+// A ModelInferRequest built once, sent through its Client.
+class PreparedGrpcInfer final : public PreparedInfer {
+ public:
+  PreparedGrpcInfer(const Client& client, inference::ModelInferRequest request)
+      : client_(client), request_(std::move(request)) {}
+
+  absl::StatusOr<InferResult> Send() const override {
+    return client_.Infer(request_);
   }
-  for (const std::string& name : inputs.output_names) {
-    request.add_outputs()->set_name(name);
-  }
-  return request;
+
+ private:
+  const Client& client_;
+  const inference::ModelInferRequest request_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<PreparedInfer>> Client::Prepare(
+    const InferInputs& inputs) const {
+  absl::StatusOr<inference::ModelInferRequest> request = MakeRequest(inputs);
+  if (!request.ok()) return request.status();
+  return std::make_unique<PreparedGrpcInfer>(*this, *std::move(request));
 }
 
 absl::StatusOr<InferResult> Client::Infer(const InferInputs& inputs) const {
@@ -229,45 +200,6 @@ absl::StatusOr<InferResult> Client::Infer(
   absl::StatusOr<InferResult> result = DecodeResponse(response);
   if (result.ok()) result->round_trip = round_trip;
   return result;
-}
-
-absl::StatusOr<ModelTensors> DescribeModel(
-    const inference::ModelMetadataResponse& metadata,
-    const inference::ModelConfig* config) {
-  if (metadata.inputs_size() == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("model metadata of ", metadata.name(), " lists no input"));
-  }
-  ModelTensors model;
-  for (int i = 0; i < metadata.inputs_size(); ++i) {
-    const auto& tensor = metadata.inputs(i);
-    const std::vector<int64_t> shape(tensor.shape().begin(),
-                                     tensor.shape().end());
-    const bool fixed =
-        shape.size() >= 2 && std::all_of(shape.begin() + 1, shape.end(),
-                                         [](int64_t dim) { return dim >= 0; });
-    if (!fixed) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("model metadata gives ", tensor.name(), " the shape ",
-                       ShapeToString(shape), ": no fixed size per batch row"));
-    }
-    ModelInput input;
-    input.name = tensor.name();
-    input.row_shape.assign(shape.begin() + 1, shape.end());
-    input.optional = i > 0;
-    if (config != nullptr) {
-      input.optional = false;
-      for (const auto& described : config->input()) {
-        if (described.name() == input.name)
-          input.optional = described.optional();
-      }
-    }
-    model.inputs.push_back(std::move(input));
-  }
-  for (const auto& tensor : metadata.outputs()) {
-    model.outputs.push_back(tensor.name());
-  }
-  return model;
 }
 
 absl::StatusOr<InferResult> DecodeResponse(

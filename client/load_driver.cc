@@ -6,7 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "client/load_calls.h"
-#include "grpcpp/client_context.h"
+#include "client/load_http_calls.h"
 
 namespace reluserve::load_internal {
 namespace {
@@ -17,42 +17,38 @@ constexpr auto kDrainGrace = std::chrono::seconds(2);
 constexpr auto kCancelGrace = std::chrono::seconds(5);
 // How often stream requests are checked against the timeout, at most.
 constexpr auto kStaleCheck = std::chrono::milliseconds(100);
-// Statistics calls get at least this long, whatever --timeout-ms.
-constexpr auto kStatsDeadline = std::chrono::seconds(5);
 
 }  // namespace
 
 std::optional<inference::ModelStatistics> StatsProbe::Fetch(
     std::string& note, std::string& notice) {
+  constexpr char kNone[] = "server does not implement ModelStatistics";
   if (unimplemented_) {
-    note = "server does not implement ModelStatistics";
+    note = kNone;
     return std::nullopt;
   }
-  grpc::ClientContext context;
-  context.set_deadline(
-      std::chrono::system_clock::now() +
-      std::max<std::chrono::milliseconds>(options_.timeout, kStatsDeadline));
-  inference::ModelStatisticsRequest request;
-  request.set_name(options_.model_name);
-  request.set_version(options_.model_version);
-  inference::ModelStatisticsResponse response;
-  const grpc::Status status =
-      stub_->ModelStatistics(&context, request, &response);
-  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+  const absl::StatusOr<inference::ModelStatisticsResponse> response =
+      client_->ModelStatistics();
+  // A REST server without the statistics extension has no such path.
+  const absl::StatusCode none = options_.protocol == Protocol::kHttp
+                                    ? absl::StatusCode::kNotFound
+                                    : absl::StatusCode::kUnimplemented;
+  if (response.status().code() == none) {
     unimplemented_ = true;
-    note = "server does not implement ModelStatistics";
-    notice =
-        "ModelStatistics: UNIMPLEMENTED by the server; reporting no "
-        "server-side time split";
+    note = kNone;
+    notice = absl::StrCat("ModelStatistics: ", absl::StatusCodeToString(none),
+                          " from the server; reporting no server-side time "
+                          "split");
     return std::nullopt;
   }
-  if (!status.ok()) {
-    note = absl::StrCat("ModelStatistics: ", CodeName(status.error_code()),
-                        ": ", status.error_message());
+  if (!response.ok()) {
+    note = absl::StrCat(
+        "ModelStatistics: ", absl::StatusCodeToString(response.status().code()),
+        ": ", response.status().message());
     return std::nullopt;
   }
   absl::StatusOr<inference::ModelStatistics> stats = FindModelStatistics(
-      response, options_.model_name, options_.model_version);
+      *response, options_.model_name, options_.model_version);
   if (!stats.ok()) {
     note = std::string(stats.status().message());
     return std::nullopt;
@@ -71,7 +67,7 @@ Driver::Driver(const LoadOptions& options, std::shared_ptr<Transport> transport,
       steps_(steps),
       clock_(clock),
       run_start_(clock.Now()),
-      stats_(options, transport_->channels[0]) {}
+      stats_(options, transport_->statistics) {}
 
 absl::StatusOr<StepResult> Driver::RunStep(int index, bool open_loop,
                                            double level) {
@@ -244,6 +240,10 @@ Clock::duration Driver::StaleCheckInterval() const {
 }
 
 void Driver::StartRequest(const Ticket& ticket) {
+  if (transport_->http != nullptr) {
+    transport_->http->Start(step_.get(), ticket);
+    return;
+  }
   if (!options_.stream) {
     StartUnaryCall(step_.get(), ticket);
     return;
@@ -321,6 +321,7 @@ absl::Status Driver::Drain() {
             /*until_idle=*/true, /*global_deadline=*/false);
   if (step_->Idle()) return absl::OkStatus();
   for (const auto& stream : step_->Streams()) stream->Cancel();
+  if (transport_->http != nullptr) transport_->http->AbortAll();
   step_->WaitUntil(clock_.Now() + kCancelGrace);
   if (step_->Idle()) return absl::OkStatus();
   return absl::InternalError(

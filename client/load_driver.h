@@ -14,27 +14,29 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "client/inference_client.h"
 #include "client/load_generator.h"
 #include "client/load_step.h"
-#include "grpc_service.grpc.pb.h"
+#include "grpc_service.pb.h"
 
 namespace reluserve::load_internal {
 
-// The ModelStatistics snapshots around each step.
+// The ModelStatistics snapshots around each step, through `client` (whose
+// options name the model and version).
 class StatsProbe {
  public:
-  StatsProbe(const LoadOptions& options, std::shared_ptr<grpc::Channel> channel)
-      : options_(options),
-        stub_(inference::GRPCInferenceService::NewStub(std::move(channel))) {}
+  StatsProbe(const LoadOptions& options,
+             std::shared_ptr<const InferenceClient> client)
+      : options_(options), client_(std::move(client)) {}
 
   // Nothing when statistics are unavailable; `note` says why, and
-  // `notice` is set the first time the server says UNIMPLEMENTED.
+  // `notice` is set the first time the server says it has none.
   std::optional<inference::ModelStatistics> Fetch(std::string& note,
                                                   std::string& notice);
 
  private:
   const LoadOptions& options_;
-  std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
+  const std::shared_ptr<const InferenceClient> client_;
   bool unimplemented_ = false;
 };
 

@@ -7,7 +7,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
+#include "client/http_client.h"
 #include "client/load_driver.h"
+#include "client/load_http_calls.h"
 #include "client/load_step.h"
 #include "grpcpp/generic/generic_stub.h"
 
@@ -19,11 +21,73 @@ using load_internal::FromSeconds;
 
 // Metadata gets at least this long, whatever --timeout-ms.
 constexpr auto kControlDeadline = std::chrono::seconds(1);
+// Statistics calls get at least this long, whatever --timeout-ms.
+constexpr auto kStatsDeadline = std::chrono::seconds(5);
 
 absl::Status Range(const char* name, double value, double min, double max) {
   if (value >= min && value <= max) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
       name, " is ", value, "; it must be in [", min, ", ", max, "]"));
+}
+
+// What the control calls (metadata, config, statistics) of a run need.
+ClientOptions ControlOptions(const LoadOptions& options,
+                             std::chrono::milliseconds deadline) {
+  ClientOptions control;
+  control.target = options.target;
+  control.channel = options.channel;
+  control.deadline = deadline;
+  control.model_name = options.model_name;
+  control.model_version = options.model_version;
+  control.http_tensors = options.http_tensors;
+  return control;
+}
+
+std::chrono::milliseconds ControlDeadline(const LoadOptions& options) {
+  return std::max<std::chrono::milliseconds>(options.timeout, kControlDeadline);
+}
+
+// Opens `options.channels` channels into `transport`, waits for all of them
+// to connect, and gives a Client over the first.
+absl::StatusOr<std::shared_ptr<const InferenceClient>> ConnectGrpc(
+    const LoadOptions& options, load_internal::Transport& transport) {
+  ChannelOptions channel = options.channel;
+  channel.http_proxy = false;
+  for (int i = 0; i < options.channels; ++i) {
+    channel.connection_index = i;
+    transport.channels.push_back(CreateClientChannel(options.target, channel));
+    transport.stubs.push_back(
+        std::make_unique<grpc::GenericStub>(transport.channels.back()));
+  }
+  // One deadline for all channels, connecting side by side.
+  const auto connected_by =
+      std::chrono::system_clock::now() + options.connect_timeout;
+  for (const auto& channel : transport.channels) {
+    channel->GetState(/*try_to_connect=*/true);
+  }
+  for (const auto& channel : transport.channels) {
+    if (!channel->WaitForConnected(connected_by)) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot reach ", options.target, ": no connection within ",
+          options.connect_timeout.count(),
+          " ms (pass --connect-timeout-ms to wait longer)"));
+    }
+  }
+  return std::make_shared<Client>(
+      ControlOptions(options, ControlDeadline(options)), transport.channels[0]);
+}
+
+// An HttpClient for the control calls, once the server answers HTTP.
+absl::StatusOr<std::shared_ptr<const InferenceClient>> ConnectHttp(
+    const LoadOptions& options) {
+  auto client = std::make_shared<HttpClient>(
+      ControlOptions(options, ControlDeadline(options)));
+  if (absl::Status connected =
+          client->WaitForConnection(options.connect_timeout);
+      !connected.ok()) {
+    return connected;
+  }
+  return client;
 }
 
 }  // namespace
@@ -67,7 +131,29 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
   for (const absl::Status& status : checks) {
     if (!status.ok()) return status;
   }
-  return absl::OkStatus();
+  if (options.protocol == Protocol::kGrpc) {
+    if (options.http_tensors != HttpTensors::kBinary) {
+      return absl::InvalidArgumentError(
+          "--http-json goes with --protocol http");
+    }
+    return absl::OkStatus();
+  }
+  if (options.stream) {
+    return absl::InvalidArgumentError(
+        "--stream is gRPC-only (ModelStreamInfer): drop it, or use "
+        "--protocol grpc");
+  }
+  if (options.channels != 1) {
+    return absl::InvalidArgumentError(
+        "--channels is gRPC-only: over HTTP every request in flight has a "
+        "keep-alive connection of its own");
+  }
+  if (options.http_tensors == HttpTensors::kJson &&
+      options.dtype == WireType::kBf16) {
+    return absl::InvalidArgumentError(
+        "--dtype bf16 travels only as binary data: drop --http-json");
+  }
+  return ParseHttpTarget(options.target).status();
 }
 
 LoadGenerator::LoadGenerator(LoadOptions options)
@@ -97,40 +183,12 @@ absl::StatusOr<std::vector<StepResult>> LoadGenerator::Run(
 
   auto transport = std::make_shared<load_internal::Transport>();
   transport->timeout = options_.timeout;
-  ChannelOptions channel = options_.channel;
-  channel.http_proxy = false;
-  for (int i = 0; i < options_.channels; ++i) {
-    channel.connection_index = i;
-    transport->channels.push_back(
-        CreateClientChannel(options_.target, channel));
-    transport->stubs.push_back(
-        std::make_unique<grpc::GenericStub>(transport->channels.back()));
-  }
-  // One deadline for all channels, connecting side by side.
-  const auto connected_by =
-      std::chrono::system_clock::now() + options_.connect_timeout;
-  for (const auto& channel : transport->channels) {
-    channel->GetState(/*try_to_connect=*/true);
-  }
-  for (const auto& channel : transport->channels) {
-    if (!channel->WaitForConnected(connected_by)) {
-      return absl::UnavailableError(absl::StrCat(
-          "cannot reach ", options_.target, ": no connection within ",
-          options_.connect_timeout.count(),
-          " ms (pass --connect-timeout-ms to wait longer)"));
-    }
-  }
-  const std::chrono::milliseconds control =
-      std::max<std::chrono::milliseconds>(options_.timeout, kControlDeadline);
-
-  ClientOptions client_options;
-  client_options.target = options_.target;
-  client_options.deadline = control;
-  client_options.model_name = options_.model_name;
-  client_options.model_version = options_.model_version;
-  const Client client(client_options, transport->channels[0]);
+  const bool http = options_.protocol == Protocol::kHttp;
+  absl::StatusOr<std::shared_ptr<const InferenceClient>> client =
+      http ? ConnectHttp(options_) : ConnectGrpc(options_, *transport);
+  if (!client.ok()) return client.status();
   absl::StatusOr<inference::ModelMetadataResponse> metadata =
-      client.ModelMetadata();
+      (*client)->ModelMetadata();
   if (!metadata.ok()) {
     return absl::Status(
         metadata.status().code(),
@@ -144,15 +202,39 @@ absl::StatusOr<std::vector<StepResult>> LoadGenerator::Run(
   spec.dtype = options_.dtype;
   spec.seed = options_.seed;
   const absl::StatusOr<inference::ModelConfigResponse> config =
-      client.ModelConfig();
+      (*client)->ModelConfig();
   absl::StatusOr<ModelTensors> model =
       DescribeModel(*metadata, config.ok() ? &config->config() : nullptr);
   if (!model.ok()) return model.status();
   spec.model = *std::move(model);
   absl::StatusOr<inference::ModelInferRequest> request = MakeLoadRequest(spec);
   if (!request.ok()) return request.status();
-  transport->body = grpc::Slice(request->SerializeAsString());
   transport->expected_outputs = ExpectedOutputs(spec);
+  ClientOptions statistics = ControlOptions(
+      options_,
+      std::max<std::chrono::milliseconds>(options_.timeout, kStatsDeadline));
+  if (http) {
+    absl::StatusOr<HttpInferRequest> encoded =
+        EncodeHttpInferRequest(*request, options_.http_tensors);
+    if (!encoded.ok()) return encoded.status();
+    load_internal::HttpCallSpec calls;
+    calls.target = options_.target;
+    calls.request = *std::move(encoded);
+    calls.expected_outputs = transport->expected_outputs;
+    calls.timeout = options_.timeout;
+    calls.max_attempts = options_.channel.max_attempts;
+    calls.max_threads = options_.max_in_flight;
+    for (int concurrency : options_.concurrency) {
+      calls.max_threads = std::max(calls.max_threads, concurrency);
+    }
+    transport->http =
+        std::make_shared<load_internal::HttpCalls>(std::move(calls));
+    transport->statistics = std::make_shared<HttpClient>(statistics);
+  } else {
+    transport->body = grpc::Slice(request->SerializeAsString());
+    transport->statistics =
+        std::make_shared<Client>(statistics, transport->channels[0]);
+  }
 
   load_internal::Driver driver(options_, transport, deadline, progress, steps);
   std::vector<StepResult> results;

@@ -1,6 +1,7 @@
 // The engine of reluserve-load: drives a ReluServe (or any Open Inference
 // Protocol) server with ModelInfer or ModelStreamInfer calls over gRPC's
-// callback API and measures each step of a concurrency or rate sweep.
+// callback API, or with HTTP inference requests from blocking keep-alive
+// connections, and measures each step of a concurrency or rate sweep.
 
 #ifndef RELUSERVE_CLIENT_LOAD_GENERATOR_H_
 #define RELUSERVE_CLIENT_LOAD_GENERATOR_H_
@@ -16,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "client/channel.h"
+#include "client/inference_client.h"
 #include "client/load_backoff.h"
 #include "client/load_stats.h"
 #include "client/load_wire.h"
@@ -30,13 +32,21 @@ inline constexpr std::chrono::milliseconds kLoadLateAfter{1};
 inline constexpr double kLoadServerGoneAfterS = 1.5;
 
 struct LoadOptions {
-  // host:port or any gRPC target URI (an ipv4: list of several addresses is
-  // balanced round robin). Never reached through an HTTP proxy.
+  // gRPC (ModelInfer, ModelStreamInfer) or HTTP (POST .../infer, one
+  // keep-alive connection and thread per request in flight; no streams, one
+  // "channel").
+  Protocol protocol = Protocol::kGrpc;
+  // HTTP: binary tensors (Triton's extension) or JSON numbers.
+  HttpTensors http_tensors = HttpTensors::kBinary;
+  // gRPC: host:port or any gRPC target URI (an ipv4: list of several
+  // addresses is balanced round robin). HTTP: one host:port
+  // (ParseHttpTarget). Never reached through a proxy.
   std::string target = "127.0.0.1:8001";
   // gRPC's retry policy and load balancing of every channel (its
   // http_proxy and connection_index are set by Run()). A call is retried
   // inside gRPC while it gets UNAVAILABLE, up to channel.max_attempts; only
   // its last answer reaches the step, which then backs off (`backoff`).
+  // HTTP: max_attempts alone, on 503 and refused connections.
   ChannelOptions channel;
   std::string model_name = "linear_relu";
   std::string model_version;  // empty: the server's choice
@@ -155,8 +165,9 @@ struct LoadProgress {
 //
 // Thread safety: Run() is called from one thread at a time; it blocks until
 // every call it started has finished. The progress callback runs on that
-// thread, never on gRPC's. Inside, gRPC's callback threads record answers
-// into per-step state under a mutex and start the replacement calls.
+// thread, never on gRPC's. Inside, gRPC's callback threads (HTTP: the
+// threads of the connections) record answers into per-step state under a
+// mutex and start the replacement calls.
 class LoadGenerator {
  public:
   using ProgressCallback = std::function<void(const LoadProgress&)>;

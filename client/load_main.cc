@@ -1,6 +1,6 @@
 // reluserve-load: a load generator for ReluServe or any Open Inference
-// Protocol (KServe v2 / Triton) gRPC server. Flags -> LoadGenerator ->
-// table, CSV, JSON, plot.
+// Protocol (KServe v2 / Triton) server, over gRPC or HTTP. Flags ->
+// LoadGenerator -> table, CSV, JSON, plot.
 
 #include <malloc.h>
 #include <unistd.h>
@@ -17,6 +17,7 @@
 #include "client/channel_flags.h"
 #include "client/load_generator.h"
 #include "client/load_report.h"
+#include "client/protocol_flags.h"
 #include "common/command_line.h"
 
 namespace reluserve {
@@ -147,7 +148,8 @@ int Main(int argc, char** argv) {
 
   CLI::App app(
       "Load generator for ReluServe and other Open Inference Protocol "
-      "(KServe v2 / Triton) gRPC servers, in the manner of perf_analyzer. "
+      "(KServe v2 / Triton) servers, over gRPC or HTTP, in the manner of "
+      "perf_analyzer. "
       "Closed loop: --concurrency 1,4,16 keeps that many requests in flight, "
       "each answer replaced at once. Open loop: --rate R sends R requests/s "
       "on schedule (Poisson or constant arrivals) whether or not earlier ones "
@@ -161,12 +163,8 @@ int Main(int argc, char** argv) {
   app.footer(Footer());
   AddVersionFlag(app, kBinary);
 
-  app.add_option("--target", options.target,
-                 "Server address, or several as ipv4:HOST:PORT,HOST:PORT,... "
-                 "(environment: RELUSERVE_TARGET)")
-      ->type_name("HOST:PORT")
-      ->envname("RELUSERVE_TARGET")
-      ->capture_default_str();
+  ProtocolFlags protocol;
+  AddProtocolFlags(app, protocol);
   app.add_option("--model", options.model_name, "Model name")
       ->capture_default_str();
   app.add_option("--model-version", options.model_version,
@@ -224,12 +222,14 @@ int Main(int argc, char** argv) {
       ->transform(CLI::CheckedTransformer(dtypes, CLI::ignore_case))
       ->default_str("fp32");
   app.add_option("--channels", options.channels,
-                 "Separate gRPC connections to spread the requests over")
+                 "Separate gRPC connections to spread the requests over (HTTP: "
+                 "a connection per request in flight)")
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
   app.add_flag("--stream", options.stream,
                "Use ModelStreamInfer streams (closed loop: one per in-flight "
-               "slot; open loop: one per channel) instead of ModelInfer");
+               "slot; open loop: one per channel) instead of ModelInfer "
+               "(gRPC only)");
   app.add_option("--timeout-ms", timeout_ms, "Deadline of each request")
       ->type_name("MS")
       ->check(CLI::Range(int64_t{1}, int64_t{86400000}))
@@ -261,6 +261,9 @@ int Main(int argc, char** argv) {
   if (std::optional<int> exit = ParseCommandLine(app, argc, argv)) {
     return *exit;
   }
+  options.protocol = protocol.protocol;
+  options.http_tensors = protocol.http_tensors();
+  options.target = protocol.Target();
   options.timeout = std::chrono::milliseconds(timeout_ms);
   options.connect_timeout = std::chrono::milliseconds(connect_timeout_ms);
   if (absl::Status valid = ValidateLoadOptions(options); !valid.ok()) {

@@ -80,12 +80,19 @@ std::string DescribeRun(const LoadOptions& options) {
   std::string length = options.requests > 0
                            ? absl::StrFormat("%d requests", options.requests)
                            : absl::StrFormat("%g s", options.duration_s);
+  const std::string calls =
+      options.protocol == Protocol::kHttp
+          ? absl::StrFormat(
+                "HTTP POST infer (%s tensors), a connection per request in "
+                "flight",
+                options.http_tensors == HttpTensors::kJson ? "JSON" : "binary")
+          : absl::StrFormat("%s, %d channel(s)",
+                            options.stream ? "ModelStreamInfer" : "ModelInfer",
+                            options.channels);
   return absl::StrFormat(
-      "%s model %s: batch %d %s %s, %s, %d channel(s), %s, %s per step after "
-      "%g s warm-up",
+      "%s model %s: batch %d %s %s, %s, %s, %s per step after %g s warm-up",
       options.target, options.model_name, options.batch,
-      options.grad ? "fwd+bwd" : "fwd", WireTypeName(options.dtype),
-      options.stream ? "ModelStreamInfer" : "ModelInfer", options.channels,
+      options.grad ? "fwd+bwd" : "fwd", WireTypeName(options.dtype), calls,
       mode, length, options.warmup_s);
 }
 
@@ -299,6 +306,11 @@ std::string FormatJson(const LoadOptions& options,
   json out;
   out["tool"] = "reluserve-load";
   out["target"] = options.target;
+  out["protocol"] = std::string(ProtocolName(options.protocol));
+  if (options.protocol == Protocol::kHttp) {
+    out["http_tensors"] =
+        options.http_tensors == HttpTensors::kJson ? "json" : "binary";
+  }
   out["model"] = options.model_name;
   out["model_version"] = options.model_version;
   out["mode"] = open_loop ? "open" : "closed";

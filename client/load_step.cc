@@ -32,6 +32,12 @@ Outcome FromStatus(const grpc::Status& status) {
   return {false, CodeName(status.error_code()), status.error_message()};
 }
 
+Outcome FromStatus(const absl::Status& status) {
+  if (status.ok()) return {};
+  return {false, absl::StatusCodeToString(status.code()),
+          std::string(status.message())};
+}
+
 Outcome Check(const ScannedResponse& response, uint64_t id, int expected) {
   if (!response.parsed) return {false, "INTERNAL", "malformed response"};
   if (!response.error_message.empty()) {

@@ -19,6 +19,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "client/inference_client.h"
 #include "client/load_backoff.h"
 #include "client/load_clock.h"
 #include "client/load_generator.h"
@@ -37,11 +39,18 @@ std::chrono::system_clock::time_point ToSystem(
     Clock::time_point when, const LoadClock& clock = LoadClock::Real());
 std::string CodeName(grpc::StatusCode code);
 
+class HttpCalls;
+
 // What every call of a run shares; immutable once built but for the ids.
 struct Transport {
+  // gRPC: the channels and the serialized request, without id.
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
-  grpc::Slice body;  // the serialized request, without id
+  grpc::Slice body;
+  // HTTP (instead): the threads that send the requests.
+  std::shared_ptr<HttpCalls> http;
+  // Where ModelStatistics goes, either way.
+  std::shared_ptr<const InferenceClient> statistics;
   int expected_outputs = 1;
   std::chrono::milliseconds timeout{0};
   std::atomic<uint64_t> next_id{1};
@@ -65,6 +74,7 @@ struct Outcome {
 };
 
 Outcome FromStatus(const grpc::Status& status);
+Outcome FromStatus(const absl::Status& status);
 // Whether `response` answers request `id` with `expected` outputs.
 Outcome Check(const ScannedResponse& response, uint64_t id, int expected);
 

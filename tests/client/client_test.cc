@@ -4,11 +4,6 @@
 
 #include "client/client.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -25,6 +20,7 @@
 #include "grpcpp/server.h"
 #include "gtest/gtest.h"
 #include "tests/support/loopback_server.h"
+#include "tests/support/port_testing.h"
 
 namespace reluserve {
 namespace {
@@ -193,20 +189,10 @@ TEST_F(ClientTest, HealthUnknownModelReadsAsNotReadyWithTheReason) {
 }
 
 TEST_F(ClientTest, HealthOfAnUnreachableServerIsUnavailable) {
-  // A port held bound but not listening refuses connections, and no other
-  // test can take it meanwhile (a stopped server's port could be reused).
-  const int held = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(held, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(held, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
-            0);
-  socklen_t length = sizeof(address);
-  ASSERT_EQ(getsockname(held, reinterpret_cast<sockaddr*>(&address), &length),
-            0);
+  const testing::HeldPort held;
+  ASSERT_GT(held.port(), 0);
   ClientOptions options = Options();
-  options.target = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+  options.target = held.target();
   absl::StatusOr<HealthStatus> health = Client(options).Health();
   EXPECT_EQ(health.status().code(), absl::StatusCode::kUnavailable)
       << health.status();
@@ -215,7 +201,6 @@ TEST_F(ClientTest, HealthOfAnUnreachableServerIsUnavailable) {
   const Client client(options);
   const absl::Status connected =
       client.WaitForConnection(std::chrono::milliseconds(200));
-  close(held);
   EXPECT_EQ(connected.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(connected.message(), HasSubstr("cannot reach " + options.target +
                                              ": no connection within 200 ms"));

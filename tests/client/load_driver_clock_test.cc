@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 
+#include "client/client.h"
 #include "client/load_driver.h"
 #include "client/load_generator.h"
 #include "client/load_step.h"
@@ -33,6 +34,10 @@ class LoadDriverClockTest : public testing::LoadGeneratorTest {
         CreateClientChannel("127.0.0.1:" + std::to_string(port_), channel));
     transport->stubs.push_back(
         std::make_unique<grpc::GenericStub>(transport->channels.back()));
+    ClientOptions statistics;
+    statistics.deadline = seconds(5);
+    transport->statistics =
+        std::make_shared<Client>(statistics, transport->channels.back());
     inference::ModelInferRequest request;
     request.set_model_name("linear_relu");
     auto* x = request.add_inputs();

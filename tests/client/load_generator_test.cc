@@ -6,11 +6,6 @@
 
 #include "client/load_generator.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <string>
 #include <vector>
@@ -20,6 +15,7 @@
 #include "grpc_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/support/load_testing.h"
+#include "tests/support/port_testing.h"
 
 namespace reluserve {
 namespace {
@@ -266,27 +262,16 @@ TEST_F(LoadGeneratorTest, UnknownModelFailsBeforeMeasuring) {
 }
 
 TEST(LoadGeneratorStandaloneTest, UnreachableTargetIsUnavailable) {
-  // A port held bound but not listening refuses connections, and no other
-  // test can take it meanwhile.
-  const int held = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(held, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(held, reinterpret_cast<sockaddr*>(&address), sizeof(address)),
-            0);
-  socklen_t length = sizeof(address);
-  ASSERT_EQ(getsockname(held, reinterpret_cast<sockaddr*>(&address), &length),
-            0);
+  const testing::HeldPort held;
+  ASSERT_GT(held.port(), 0);
   LoadOptions options;
-  options.target = "127.0.0.1:" + std::to_string(ntohs(address.sin_port));
+  options.target = held.target();
   options.timeout = std::chrono::milliseconds(5000);  // not what counts
   options.connect_timeout = std::chrono::milliseconds(300);
   options.channels = 3;  // one deadline for all, not one each
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<std::vector<StepResult>> steps = LoadGenerator(options).Run();
   const auto waited = std::chrono::steady_clock::now() - start;
-  close(held);
   EXPECT_EQ(steps.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(steps.status().message(),
               HasSubstr("cannot reach " + options.target +

@@ -315,6 +315,13 @@ class FakeClock final : public load_internal::LoadClock {
   mutable std::vector<Waiter*> waiters_;
 };
 
+// Runs `options` and expects success; no steps when the run failed.
+inline std::vector<StepResult> RunLoad(const LoadOptions& options) {
+  absl::StatusOr<std::vector<StepResult>> steps = LoadGenerator(options).Run();
+  EXPECT_TRUE(steps.ok()) << steps.status();
+  return steps.ok() ? *steps : std::vector<StepResult>();
+}
+
 class LoadGeneratorTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -337,12 +344,8 @@ class LoadGeneratorTest : public ::testing::Test {
     return options;
   }
 
-  // Runs and expects success.
   std::vector<StepResult> Run(const LoadOptions& options) {
-    absl::StatusOr<std::vector<StepResult>> steps =
-        LoadGenerator(options).Run();
-    EXPECT_TRUE(steps.ok()) << steps.status();
-    return steps.ok() ? *steps : std::vector<StepResult>();
+    return RunLoad(options);
   }
 
   FakeService service_;
