@@ -1,6 +1,7 @@
 // The channel flags reluserve-client and reluserve-load share: --max-attempts
-// and --lb-policy, into ChannelOptions (client/channel.h). Header-only: the
-// binaries have CLI11 (through reluserve_common), the library does not.
+// (HTTP too) and --lb-policy, into ChannelOptions (client/channel.h).
+// Header-only: the binaries have CLI11 (through reluserve_common), the library
+// does not.
 
 #ifndef RELUSERVE_CLIENT_CHANNEL_FLAGS_H_
 #define RELUSERVE_CLIENT_CHANNEL_FLAGS_H_
@@ -21,7 +22,8 @@ inline void AddChannelFlags(CLI::App& app, ChannelOptions& options) {
   app.add_option("--max-attempts", options.max_attempts,
                  "Attempts per call while the server answers UNAVAILABLE "
                  "(or CANCELLED while it shuts down): gRPC's retry policy, "
-                 "50, 100, 200, 400 ms apart; 1: no retries")
+                 "50, 100, 200, 400 ms apart; 1: no retries. HTTP: inference "
+                 "requests answered 503 or refused, on the same schedule")
       ->type_name("N")
       ->check(CLI::Range(1, kMaxCallAttempts))
       ->capture_default_str();

@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "client/http_infer_response.h"
 
 namespace reluserve {
 namespace {

@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "client/http_infer_response.h"
 #include "client/http_protocol.h"
 
 namespace httplib {

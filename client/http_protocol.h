@@ -1,15 +1,14 @@
 // The KServe v2 REST protocol with Triton's binary tensor extension, as
-// bytes: paths, inference requests encoded from a ModelInferRequest,
-// responses decoded into an InferResult (or only checked), HTTP statuses as
-// absl statuses, and JSON answers parsed into the gRPC messages of the same
-// meaning. No sockets here (client/http_connection.h sends them).
+// bytes: paths, inference requests encoded from a ModelInferRequest, HTTP
+// statuses as absl statuses, and JSON answers parsed into the gRPC messages
+// of the same meaning. Inference responses: client/http_infer_response.h.
+// No sockets here (client/http_connection.h sends them).
 
 #ifndef RELUSERVE_CLIENT_HTTP_PROTOCOL_H_
 #define RELUSERVE_CLIENT_HTTP_PROTOCOL_H_
 
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -25,6 +24,13 @@ namespace reluserve {
 // it, in requests and in responses.
 inline constexpr char kInferenceHeaderContentLength[] =
     "Inference-Header-Content-Length";
+
+// Bytes per element of the datatypes the HTTP client carries: 4 for FP32,
+// 2 for BF16; 0 for others.
+size_t HttpElementBytes(absl::string_view datatype);
+
+// Internal: "malformed response: <problem>".
+absl::Status MalformedHttpResponse(absl::string_view problem);
 
 // "/v2/models/<model>", or ".../versions/<version>" when `version` is not
 // empty; both percent-encoded (every byte but A-Z a-z 0-9 - . _ ~).
@@ -62,30 +68,6 @@ struct HttpInferRequest {
 // such numbers).
 absl::StatusOr<HttpInferRequest> EncodeHttpInferRequest(
     const inference::ModelInferRequest& request, HttpTensors form);
-
-// An inference response as received: its body and, when given, the value
-// of its Inference-Header-Content-Length header.
-struct HttpInferResponseBytes {
-  absl::string_view body;
-  std::optional<size_t> header_length;
-};
-
-// Decodes every output: "data" arrays, flat or nested (FP32; null reads as
-// NaN), or binary sections (FP32 or BF16, BF16 widened exactly to FP32).
-// Internal ("malformed response: ...") when the JSON, the shapes, the
-// datatypes or the binary sizes do not add up.
-absl::StatusOr<InferResult> DecodeHttpInferResponse(
-    const HttpInferResponseBytes& response);
-
-// What reluserve-load checks of a response, read with the same checks as
-// DecodeHttpInferResponse but without copying any tensor.
-struct HttpInferSummary {
-  std::string id;
-  int outputs = 0;
-  int64_t binary_bytes = 0;
-};
-absl::StatusOr<HttpInferSummary> SummarizeHttpInferResponse(
-    const HttpInferResponseBytes& response);
 
 // The gRPC code an HTTP status stands for: 200-299 OK, 400
 // INVALID_ARGUMENT, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, 404

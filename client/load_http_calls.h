@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "client/http_connection.h"
+#include "client/http_infer_response.h"
 #include "client/http_protocol.h"
 #include "client/load_step.h"
 

@@ -21,17 +21,14 @@
 #include "gtest/gtest.h"
 #include "tests/support/loopback_server.h"
 #include "tests/support/port_testing.h"
+#include "tests/support/tensor_testing.h"
 
 namespace reluserve {
 namespace {
 
+using ::reluserve::testing::FloatBytes;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-
-std::string RawBytes(const std::vector<float>& values) {
-  return std::string(reinterpret_cast<const char*>(values.data()),
-                     values.size() * sizeof(float));
-}
 
 // Answers like ReluServe in shape only: each requested output (default: y) is
 // relu(x) with x's shape. Special request ids trigger errors and delays.
@@ -127,7 +124,7 @@ class FakeService final : public inference::GRPCInferenceService::Service {
       output->set_name(name);
       output->set_datatype("FP32");
       *output->mutable_shape() = request->inputs(0).shape();
-      response->add_raw_output_contents(RawBytes(y));
+      response->add_raw_output_contents(FloatBytes(y));
     }
     return grpc::Status::OK;
   }
@@ -267,8 +264,8 @@ TEST_F(ClientTest, MakeRequestEncodesEverything) {
   EXPECT_EQ(request->inputs(1).name(), "grad_y");
   EXPECT_THAT(request->inputs(1).shape(), ElementsAre(2, 1));
   ASSERT_EQ(request->raw_input_contents_size(), 2);
-  EXPECT_EQ(request->raw_input_contents(0), RawBytes({1, -2, 3, -4}));
-  EXPECT_EQ(request->raw_input_contents(1), RawBytes({0.5f, 0.25f}));
+  EXPECT_EQ(request->raw_input_contents(0), FloatBytes({1, -2, 3, -4}));
+  EXPECT_EQ(request->raw_input_contents(1), FloatBytes({0.5f, 0.25f}));
   ASSERT_EQ(request->outputs_size(), 2);
   EXPECT_EQ(request->outputs(0).name(), "grad_bias");
   EXPECT_EQ(request->outputs(1).name(), "y");
@@ -367,19 +364,19 @@ inference::ModelInferResponse OneOutput(std::vector<int64_t> shape,
 }
 
 TEST(DecodeResponseTest, RefusesMalformedResponses) {
-  EXPECT_EQ(DecodeResponse(OneOutput({2}, RawBytes({1}))).status().code(),
+  EXPECT_EQ(DecodeResponse(OneOutput({2}, FloatBytes({1}))).status().code(),
             absl::StatusCode::kInternal);
   EXPECT_EQ(DecodeResponse(OneOutput({-1}, "")).status().code(),
             absl::StatusCode::kInternal);
   EXPECT_EQ(DecodeResponse(OneOutput({1}, "abc")).status().code(),
             absl::StatusCode::kInternal);
 
-  inference::ModelInferResponse fp64 = OneOutput({1}, RawBytes({1}));
+  inference::ModelInferResponse fp64 = OneOutput({1}, FloatBytes({1}));
   fp64.mutable_outputs(0)->set_datatype("FP64");
   EXPECT_THAT(DecodeResponse(fp64).status().message(), HasSubstr("FP64"));
 
-  inference::ModelInferResponse extra_raw = OneOutput({1}, RawBytes({1}));
-  extra_raw.add_raw_output_contents(RawBytes({2}));
+  inference::ModelInferResponse extra_raw = OneOutput({1}, FloatBytes({1}));
+  extra_raw.add_raw_output_contents(FloatBytes({2}));
   EXPECT_EQ(DecodeResponse(extra_raw).status().code(),
             absl::StatusCode::kInternal);
 }

@@ -6,6 +6,9 @@
 // and grad_y [-1, 3] that answers every requested output (default y, with
 // grad_y also grad_x, grad_weight and grad_bias) as relu(x) in x's shape
 // and datatype, binary or JSON as asked. Knobs make it fail or slow down.
+//
+// Thread safety: the knobs are atomics, set from the test's thread while
+// the server's threads read them; what it saw is kept under a mutex.
 
 #include <algorithm>
 #include <atomic>

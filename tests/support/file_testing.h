@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -20,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/support/tensor_testing.h"
 
 namespace reluserve::testing {
 
@@ -30,13 +30,6 @@ inline std::string LittleEndianU64(uint64_t v) {
     c = static_cast<char>(v & 0xff);
     v >>= 8;
   }
-  return out;
-}
-
-// The bytes of `values` as this (little-endian) machine stores them.
-inline std::string FloatBytes(const std::vector<float>& values) {
-  std::string out(values.size() * sizeof(float), '\0');
-  std::memcpy(out.data(), values.data(), out.size());
   return out;
 }
 

@@ -13,6 +13,7 @@
 
 #include "httplib.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/tensor_testing.h"
 
 namespace reluserve::testing {
 
@@ -24,11 +25,6 @@ struct HttpInput {
   std::string bytes;  // little-endian values
   std::string datatype = "FP32";
 };
-
-inline std::string FloatBytes(const std::vector<float>& values) {
-  return std::string(reinterpret_cast<const char*>(values.data()),
-                     values.size() * sizeof(float));
-}
 
 // A body and its headers, ready to POST.
 struct HttpBody {

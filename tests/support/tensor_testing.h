@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace reluserve::testing {
@@ -18,6 +19,13 @@ inline std::vector<float> RandomValues(size_t count, uint64_t seed) {
         static_cast<double>(generator() >> 11) * 0x1.0p-52 - 1.0);
   }
   return values;
+}
+
+// `values` as raw little-endian FP32 bytes, as tensors travel on the wire
+// and in safetensors files.
+inline std::string FloatBytes(const std::vector<float>& values) {
+  return std::string(reinterpret_cast<const char*>(values.data()),
+                     values.size() * sizeof(float));
 }
 
 // ‖actual − expected‖₂ / ‖expected‖₂ (the absolute error when expected is 0).
