@@ -72,11 +72,11 @@ TEST_P(ServiceTest, ServerMetadataNamesTheServer) {
   ASSERT_TRUE(stub_->ServerMetadata(&context, {}, &response).ok());
   EXPECT_EQ(response.name(), "reluserve");
   EXPECT_FALSE(response.version().empty());
-  EXPECT_EQ(std::vector<std::string>(response.extensions().begin(),
-                                     response.extensions().end()),
-            (std::vector<std::string>{"statistics", "model_configuration",
-                                      "model_repository",
-                                      "binary_tensor_data"}));
+  EXPECT_EQ(
+      std::vector<std::string>(response.extensions().begin(),
+                               response.extensions().end()),
+      (std::vector<std::string>{"statistics", "model_configuration",
+                                "model_repository", "binary_tensor_data"}));
 }
 
 TEST_P(ServiceTest, ModelMetadataDescribesTheContract) {
