@@ -303,8 +303,14 @@ absl::StatusOr<HttpInferRequest> ParseHttpInferRequest(std::string_view header,
                                     /*realloc_if_needed=*/false)
                              .get(root);
       error != simdjson::SUCCESS) {
-    return Invalid(absl::StrCat("the request body is not valid JSON: ",
-                                simdjson::error_message(error)));
+    // The replies write non-finite values so; a client may send them back.
+    const bool non_finite = header.find("NaN") != std::string_view::npos ||
+                            header.find("Infinity") != std::string_view::npos;
+    return Invalid(absl::StrCat(
+        "the request body is not valid JSON: ", simdjson::error_message(error),
+        non_finite ? " (NaN and infinities have no JSON form: send tensors "
+                     "holding them as binary data, parameters.binary_data_size)"
+                   : ""));
   }
   if (root.type() != element_type::OBJECT) {
     return Invalid(

@@ -94,6 +94,8 @@ TEST(HttpInferRequestTest, RefusalsNameWhatWasExpected) {
       {"", "", "not valid JSON"},
       {"{\"inputs\":[", "", "not valid JSON"},
       {"null", "", "JSON object"},
+      {R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[NaN]}]})",
+       "", "NaN and infinities have no JSON form"},
       {R"({"inputs":[{"name":"x","datatype":"BF16","shape":[1],"data":[1]}]})",
        "", "only as binary data"},
       {R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[true]}]})",
