@@ -8,7 +8,7 @@ packages=(
   libdnnl-dev ocl-icd-opencl-dev opencl-headers
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
-  libcpp-httplib-dev libsimdjson-dev prometheus
+  libcpp-httplib-dev libsimdjson-dev libssl-dev openssl prometheus
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-grpcio python3-protobuf python3-numpy python3-torch
   clang-format gnuplot-nox systemd

@@ -19,6 +19,7 @@
 #include "server/core/linear_layer.h"
 #include "server/model_loading.h"
 #include "server/server_flags.h"
+#include "server/service/bearer_tokens.h"
 #include "server/service/grpc_logging.h"
 #include "server/service/log_format.h"
 #include "server/service/process_limits.h"
@@ -58,7 +59,29 @@ int main(int argc, char** argv) {
                  files.after);
   }
 
-  const reluserve::Server::Options options = reluserve::ServerOptions(flags);
+  reluserve::Server::Options options = reluserve::ServerOptions(flags);
+  std::shared_ptr<reluserve::BearerTokens> tokens;
+  if (!flags.auth_token_file.empty()) {
+    absl::StatusOr<std::shared_ptr<reluserve::BearerTokens>> loaded =
+        reluserve::BearerTokens::Load(flags.auth_token_file);
+    if (!loaded.ok()) {
+      spdlog::critical("{}", std::string(loaded.status().message()));
+      return reluserve::kExitFailed;
+    }
+    tokens = *std::move(loaded);
+    options.tokens = tokens;
+    stop_signals.SetReloadHandler([tokens] {
+      if (absl::Status reloaded = tokens->Reload(); !reloaded.ok()) {
+        spdlog::error("SIGHUP: {}; the previous tokens stay in force",
+                      std::string(reloaded.message()));
+      } else {
+        spdlog::info("SIGHUP: {} token(s) read from {}", tokens->size(),
+                     tokens->path());
+      }
+    });
+    spdlog::info("token auth on: {} token(s) from {}", tokens->size(),
+                 tokens->path());
+  }
   absl::StatusOr<std::vector<reluserve::LoadedModel>> models =
       reluserve::LoadModels(flags, options);
   if (!models.ok()) {
@@ -89,14 +112,19 @@ int main(int argc, char** argv) {
       reluserve::LinearLayer::CpuIsaName(), flags.intra_op_threads,
       (*server)->max_receive_bytes() / 1048576.0,
       (*server)->max_send_bytes() / 1048576.0);
+  const bool tls = options.tls.enabled();
+  const char* const scheme = tls ? "https" : "http";
   if ((*server)->http_port() > 0) {
-    spdlog::info("HTTP/REST listening on http://{}",
+    spdlog::info("HTTP/REST listening on {}://{}", scheme,
                  reluserve::HostPort(flags.host, (*server)->http_port()));
   }
-  spdlog::info("listening on {}", (*server)->address());
+  spdlog::info("listening on {}{}", (*server)->address(),
+               !tls                   ? ""
+               : options.tls.mutual() ? " (TLS, client certificates required)"
+                                      : " (TLS)");
   if ((*server)->metrics_port() > 0) {
     spdlog::info(
-        "metrics on http://{}/metrics",
+        "metrics on {}://{}/metrics", scheme,
         reluserve::HostPort(
             flags.metrics_host.empty() ? flags.host : flags.metrics_host,
             (*server)->metrics_port()));

@@ -176,6 +176,28 @@ void DefineServerFlags(CLI::App& app, ServerFlags& flags) {
                  "Append one line per inference request (method, model, "
                  "rows, code, microseconds, peer) to this file; '-' writes "
                  "to standard output");
+  CLI::Option* tls_cert =
+      app.add_option("--tls-cert", flags.tls_cert,
+                     "PEM certificate (chain) of the server: TLS on every "
+                     "listener (gRPC, REST, metrics)")
+          ->check(CLI::ExistingFile);
+  CLI::Option* tls_key =
+      app.add_option("--tls-key", flags.tls_key,
+                     "PEM private key of --tls-cert (unencrypted)")
+          ->check(CLI::ExistingFile);
+  tls_cert->needs(tls_key);
+  tls_key->needs(tls_cert);
+  app.add_option("--tls-client-ca", flags.tls_client_ca,
+                 "PEM CA certificate(s): mutual TLS, a client without a "
+                 "certificate signed by one of them is refused")
+      ->check(CLI::ExistingFile)
+      ->needs(tls_cert);
+  app.add_option("--auth-token-file", flags.auth_token_file,
+                 "Tokens, one per line ('#' comments): every call needs "
+                 "'authorization: Bearer <token>' (health, ServerLive, "
+                 "ServerReady, /v2/health/* and /metrics exempt); re-read "
+                 "on SIGHUP")
+      ->check(CLI::ExistingFile);
   AddVersionFlag(app, "reluserve-server");
   // Every flag also as RELUSERVE_<FLAG> (containers, systemd units).
   AddEnvironmentNames(app, "RELUSERVE_");
@@ -201,6 +223,9 @@ Server::Options ServerOptions(const ServerFlags& flags) {
   options.dead_relu.window_rows = flags.dead_relu_window;
   options.dead_relu.warn_fraction = flags.dead_relu_warn;
   options.access_log = flags.access_log;
+  options.tls.cert_file = flags.tls_cert;
+  options.tls.key_file = flags.tls_key;
+  options.tls.client_ca_file = flags.tls_client_ca;
   options.access_log_json = flags.log_format == "json";
   options.limits.max_stream_pending = flags.max_stream_pending;
   options.limits.max_pending_bytes = flags.max_pending_bytes;

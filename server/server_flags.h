@@ -44,6 +44,10 @@ struct ServerFlags {
   int64_t dead_relu_window = 10000;
   double dead_relu_warn = 0.5;
   std::string access_log;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  std::string auth_token_file;
 };
 
 // Defines every flag on `app`, writing into `flags`, each also read from

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpc_service.pb.h"
 #include "httplib.h"
+#include "server/http/http_auth.h"
 #include "server/http/http_infer.h"
 #include "server/http/json_writer.h"
 #include "server/service/model_signature.h"
@@ -60,9 +61,13 @@ absl::StatusOr<bool> ReadyOnly(const std::string& body) {
   return value;
 }
 
+// Every route but /v2/health/* goes through RequireToken.
 void Route(httplib::Server& http, std::shared_ptr<InferenceRuntime> runtime,
-           int64_t max_receive_bytes) {
+           int64_t max_receive_bytes, const BearerTokens* tokens) {
   InferenceRuntime* const rt = runtime.get();
+  const auto guarded = [tokens](httplib::Server::Handler handler) {
+    return RequireToken(tokens, std::move(handler));
+  };
   http.Get("/v2/health/live",
            [](const httplib::Request&, httplib::Response& response) {
              response.status = 200;
@@ -71,11 +76,12 @@ void Route(httplib::Server& http, std::shared_ptr<InferenceRuntime> runtime,
            [rt](const httplib::Request&, httplib::Response& response) {
              response.status = rt->ready() ? 200 : 503;
            });
-  http.Get("/v2", [](const httplib::Request&, httplib::Response& response) {
-    inference::ServerMetadataResponse metadata;
-    FillServerMetadata(&metadata);
-    AnswerJson(ProtoToJson(metadata), response);
-  });
+  http.Get("/v2",
+           guarded([](const httplib::Request&, httplib::Response& response) {
+             inference::ServerMetadataResponse metadata;
+             FillServerMetadata(&metadata);
+             AnswerJson(ProtoToJson(metadata), response);
+           }));
   const auto statistics = [rt](const httplib::Request& request,
                                httplib::Response& response) {
     inference::ModelStatisticsResponse statistics;
@@ -87,17 +93,19 @@ void Route(httplib::Server& http, std::shared_ptr<InferenceRuntime> runtime,
     AnswerJson(ProtoToJson(statistics), response);
   };
   // Before the model routes, which would take "stats" for a model name.
-  http.Get("/v2/models/stats", statistics);
-  http.Get(RELUSERVE_MODEL_PATH "/stats", statistics);
+  http.Get("/v2/models/stats", guarded(statistics));
+  http.Get(RELUSERVE_MODEL_PATH "/stats", guarded(statistics));
   http.Get(RELUSERVE_MODEL_PATH "/ready",
-           [rt](const httplib::Request& request, httplib::Response& response) {
+           guarded([rt](const httplib::Request& request,
+                        httplib::Response& response) {
              absl::StatusOr<ServedModel*> model =
                  rt->models().Find(Group(request, 1), Group(request, 2));
              if (!model.ok()) return AnswerError(model.status(), response);
              response.status = rt->ready() ? 200 : 503;
-           });
+           }));
   http.Get(RELUSERVE_MODEL_PATH "/config",
-           [rt](const httplib::Request& request, httplib::Response& response) {
+           guarded([rt](const httplib::Request& request,
+                        httplib::Response& response) {
              absl::StatusOr<ServedModel*> model =
                  rt->models().Find(Group(request, 1), Group(request, 2));
              if (!model.ok()) return AnswerError(model.status(), response);
@@ -105,9 +113,9 @@ void Route(httplib::Server& http, std::shared_ptr<InferenceRuntime> runtime,
              FillModelConfig((*model)->config(), (*model)->signature(),
                              (*model)->scheduling(), config.mutable_config());
              AnswerJson(ProtoToJson(config.config()), response);
-           });
-  http.Get(RELUSERVE_MODEL_PATH,
-           [rt](const httplib::Request& request, httplib::Response& response) {
+           }));
+  http.Get(RELUSERVE_MODEL_PATH, guarded([rt](const httplib::Request& request,
+                                              httplib::Response& response) {
              absl::StatusOr<ServedModel*> model =
                  rt->models().Find(Group(request, 1), Group(request, 2));
              if (!model.ok()) return AnswerError(model.status(), response);
@@ -116,44 +124,51 @@ void Route(httplib::Server& http, std::shared_ptr<InferenceRuntime> runtime,
                                rt->models().VersionsOf((*model)->config().name),
                                (*model)->signature(), &metadata);
              AnswerJson(ProtoToJson(metadata), response);
-           });
+           }));
   http.Post(RELUSERVE_MODEL_PATH "/infer",
-            [runtime, max_receive_bytes](const httplib::Request& request,
-                                         httplib::Response& response,
-                                         const httplib::ContentReader& body) {
+            RequireToken(tokens, [runtime, max_receive_bytes](
+                                     const httplib::Request& request,
+                                     httplib::Response& response,
+                                     const httplib::ContentReader& body) {
               ServeInfer(*runtime, max_receive_bytes, Group(request, 1),
                          Group(request, 2), request, response, body);
-            });
-  const auto repository_index = [rt](const httplib::Request& request,
-                                     httplib::Response& response) {
-    absl::StatusOr<bool> ready_only = ReadyOnly(request.body);
-    if (!ready_only.ok()) return AnswerError(ready_only.status(), response);
-    inference::RepositoryIndexResponse index;
-    FillRepositoryIndex(rt->models(), rt->ready(), *ready_only, &index);
-    AnswerJson(RepeatedToJson(index, "models"), response);
-  };
+            }));
+  const httplib::Server::Handler repository_index = guarded(
+      [rt](const httplib::Request& request, httplib::Response& response) {
+        absl::StatusOr<bool> ready_only = ReadyOnly(request.body);
+        if (!ready_only.ok()) return AnswerError(ready_only.status(), response);
+        inference::RepositoryIndexResponse index;
+        FillRepositoryIndex(rt->models(), rt->ready(), *ready_only, &index);
+        AnswerJson(RepeatedToJson(index, "models"), response);
+      });
   http.Post("/v2/repository/index", repository_index);
   // `curl -X POST URL` (and tritonclient's index call) sends neither
   // Content-Length nor a body, which cpp-httplib would wait 5 s for and then
   // refuse; such a request has no body (RFC 9112, 6.3), so it is routed
   // here, with an empty body.
   static const std::regex infer(RELUSERVE_MODEL_PATH "/infer");
+  const httplib::Server::Handler bodyless_infer =
+      guarded([runtime, max_receive_bytes](const httplib::Request& request,
+                                           httplib::Response& response) {
+        std::smatch match;
+        std::regex_match(request.path, match, infer);
+        const httplib::ContentReader no_body(
+            [](httplib::ContentReceiver) { return true; },
+            [](httplib::MultipartContentHeader, httplib::ContentReceiver) {
+              return true;
+            });
+        ServeInfer(*runtime, max_receive_bytes, match[1], match[2], request,
+                   response, no_body);
+      });
   http.set_pre_routing_handler(
-      [repository_index, runtime, max_receive_bytes](
-          const httplib::Request& request, httplib::Response& response) {
+      [repository_index, bodyless_infer](const httplib::Request& request,
+                                         httplib::Response& response) {
         if (request.method != "POST" || request.has_header("Content-Length") ||
             request.has_header("Transfer-Encoding")) {
           return httplib::Server::HandlerResponse::Unhandled;
         }
-        std::smatch match;
-        if (std::regex_match(request.path, match, infer)) {
-          const httplib::ContentReader no_body(
-              [](httplib::ContentReceiver) { return true; },
-              [](httplib::MultipartContentHeader, httplib::ContentReceiver) {
-                return true;
-              });
-          ServeInfer(*runtime, max_receive_bytes, match[1], match[2], request,
-                     response, no_body);
+        if (std::regex_match(request.path, infer)) {
+          bodyless_infer(request, response);
         } else if (request.path == "/v2/repository/index") {
           repository_index(request, response);
         } else {
@@ -167,7 +182,10 @@ void Route(httplib::Server& http, std::shared_ptr<InferenceRuntime> runtime,
 
 absl::StatusOr<std::unique_ptr<HttpFrontEnd>> HttpFrontEnd::Start(
     const Options& options, std::shared_ptr<InferenceRuntime> runtime) {
-  auto http = std::make_unique<httplib::Server>();
+  absl::StatusOr<std::unique_ptr<httplib::Server>> made =
+      HttpListener::NewServer(options.tls);
+  if (!made.ok()) return made.status();
+  std::unique_ptr<httplib::Server> http = *std::move(made);
   const int threads = std::max(1, options.threads);
   http->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // Small replies must not wait for Nagle's algorithm; clients keep their
@@ -214,11 +232,13 @@ absl::StatusOr<std::unique_ptr<HttpFrontEnd>> HttpFrontEnd::Start(
     AnswerError(absl::InternalError(absl::StrCat("unexpected error: ", what)),
                 response);
   });
-  Route(*http, std::move(runtime), options.max_receive_bytes);
+  Route(*http, std::move(runtime), options.max_receive_bytes,
+        options.tokens.get());
   absl::StatusOr<std::unique_ptr<HttpListener>> listener = HttpListener::Start(
       std::move(http), options.host, options.port, "HTTP/REST", "--http-port");
   if (!listener.ok()) return listener.status();
   std::unique_ptr<HttpFrontEnd> front_end(new HttpFrontEnd());
+  front_end->tokens_ = options.tokens;
   front_end->listener_ = *std::move(listener);
   return front_end;
 }

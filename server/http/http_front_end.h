@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/service/bearer_tokens.h"
 #include "server/service/http_listener.h"
 #include "server/service/inference_runtime.h"
 
@@ -29,6 +30,10 @@ class HttpFrontEnd {
     // The largest body with binary tensors; JSON bodies may be 16 times as
     // large (numbers as text). 413 above.
     int64_t max_receive_bytes = 64 << 20;
+    // HTTPS (and client certificates) when enabled.
+    TlsFiles tls;
+    // When set, every endpoint but /v2/health/* needs one of these tokens.
+    std::shared_ptr<const BearerTokens> tokens;
   };
 
   static absl::StatusOr<std::unique_ptr<HttpFrontEnd>> Start(
@@ -48,6 +53,7 @@ class HttpFrontEnd {
  private:
   HttpFrontEnd() = default;
 
+  std::shared_ptr<const BearerTokens> tokens_;  // the routes hold it raw
   std::unique_ptr<HttpListener> listener_;
 };
 

@@ -10,6 +10,22 @@
 
 namespace reluserve {
 
+absl::StatusOr<std::unique_ptr<httplib::Server>> HttpListener::NewServer(
+    const TlsFiles& tls) {
+  if (!tls.enabled()) return std::make_unique<httplib::Server>();
+  auto https = std::make_unique<httplib::SSLServer>(
+      tls.cert_file.c_str(), tls.key_file.c_str(),
+      tls.mutual() ? tls.client_ca_file.c_str() : nullptr);
+  if (!https->is_valid()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "OpenSSL refused --tls-cert ", tls.cert_file, ", --tls-key ",
+        tls.key_file,
+        tls.mutual() ? absl::StrCat(" or --tls-client-ca ", tls.client_ca_file)
+                     : std::string()));
+  }
+  return https;
+}
+
 absl::StatusOr<std::unique_ptr<HttpListener>> HttpListener::Start(
     std::unique_ptr<httplib::Server> http, const std::string& host, int port,
     const std::string& for_what, const std::string& port_flag) {

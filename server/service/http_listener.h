@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "server/service/tls_files.h"
 
 namespace httplib {
 class Server;
@@ -22,6 +23,11 @@ class HttpListener {
   // Binds host:port (0 picks a free port) without SO_REUSEPORT and starts
   // listening. The error for a busy port says what it was `for` and names
   // the flag that chooses another.
+  // A cpp-httplib server for Start(): plain HTTP, or HTTPS with `tls`'s
+  // files when it is enabled (and client certificates required when it has
+  // a client CA). Fails naming the files when OpenSSL refuses them.
+  static absl::StatusOr<std::unique_ptr<httplib::Server>> NewServer(
+      const TlsFiles& tls);
   static absl::StatusOr<std::unique_ptr<HttpListener>> Start(
       std::unique_ptr<httplib::Server> http, const std::string& host, int port,
       const std::string& for_what, const std::string& port_flag);

@@ -12,8 +12,11 @@ constexpr char kContentType[] = "text/plain; version=0.0.4; charset=utf-8";
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
-    const std::string& host, int port, Render render) {
-  auto http = std::make_unique<httplib::Server>();
+    const std::string& host, int port, Render render, const TlsFiles& tls) {
+  absl::StatusOr<std::unique_ptr<httplib::Server>> made =
+      HttpListener::NewServer(tls);
+  if (!made.ok()) return made.status();
+  std::unique_ptr<httplib::Server> http = *std::move(made);
   // Scrapes are rare: two threads, not one per core.
   http->new_task_queue = [] { return new httplib::ThreadPool(2); };
   // A scraper's idle connection would hold the shutdown this long.

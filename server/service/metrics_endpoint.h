@@ -20,9 +20,11 @@ class MetricsEndpoint {
  public:
   using Render = std::function<std::string()>;
 
-  // Binds host:port (0 picks a free port) and starts serving.
+  // Binds host:port (0 picks a free port) and starts serving, over HTTPS
+  // when `tls` is enabled. No token is asked for (as in Triton).
   static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(
-      const std::string& host, int port, Render render);
+      const std::string& host, int port, Render render,
+      const TlsFiles& tls = {});
 
   int port() const { return listener_->port(); }
   // Stops listening and waits for scrapes in progress; RequestStop() only

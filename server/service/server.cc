@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "common/host_port.h"
 #include "server/service/grpc_logging.h"
+#include "server/service/grpc_security.h"
 #include "server/service/inference_service.h"
 #include "spdlog/spdlog.h"
 
@@ -82,6 +84,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
         std::max(server->max_send_bytes_, MaxSendBytes(model));
   }
   server->options_ = std::move(options);
+  std::optional<TlsPems> tls;
+  if (server->options_.tls.enabled()) {
+    absl::StatusOr<TlsPems> pems = ReadTlsFiles(server->options_.tls);
+    if (!pems.ok()) return pems.status();
+    tls = *std::move(pems);
+  }
   InferenceMonitoring monitoring;
   monitoring.dead_relu = server->options_.dead_relu;
   if (!server->options_.access_log.empty()) {
@@ -131,8 +139,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   }
   const std::string requested =
       HostPort(server->options_.host, server->options_.port);
-  builder.AddListeningPort(requested, grpc::InsecureServerCredentials(),
-                           &server->port_);
+  builder.AddListeningPort(
+      requested, MakeGrpcServerCredentials(tls ? &*tls : nullptr, o.tokens),
+      &server->port_);
   builder.RegisterService(server->service_.get());
   if (o.metrics_port >= 0) {
     std::vector<
@@ -150,9 +159,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   if (o.metrics_port >= 0) {
     Server* raw = server.get();
     absl::StatusOr<std::unique_ptr<MetricsEndpoint>> metrics =
-        MetricsEndpoint::Start(o.metrics_host.empty() ? o.host : o.metrics_host,
-                               o.metrics_port,
-                               [raw] { return raw->RenderMetrics(); });
+        MetricsEndpoint::Start(
+            o.metrics_host.empty() ? o.host : o.metrics_host, o.metrics_port,
+            [raw] { return raw->RenderMetrics(); }, o.tls);
     if (!metrics.ok()) {
       server->grpc_server_->Shutdown(std::chrono::system_clock::now());
       server->grpc_server_->Wait();
@@ -167,6 +176,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     http.port = o.http_port;
     http.threads = o.http_threads;
     http.max_receive_bytes = server->max_receive_bytes_;
+    http.tls = o.tls;
+    http.tokens = o.tokens;
     absl::StatusOr<std::unique_ptr<HttpFrontEnd>> front_end =
         HttpFrontEnd::Start(http, server->runtime_);
     if (!front_end.ok()) {

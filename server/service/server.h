@@ -14,11 +14,13 @@
 #include "server/http/http_front_end.h"
 #include "server/runtime/scheduler.h"
 #include "server/service/access_log.h"
+#include "server/service/bearer_tokens.h"
 #include "server/service/grpc_call_metrics.h"
 #include "server/service/inference_service.h"
 #include "server/service/metrics_endpoint.h"
 #include "server/service/model_config.h"
 #include "server/service/served_model.h"
+#include "server/service/tls_files.h"
 
 namespace grpc {
 class HealthCheckServiceInterface;
@@ -78,6 +80,12 @@ class Server {
     // which would hold the drain to its deadline, and calls still
     // uploading, which arrive and are answered UNAVAILABLE within it.
     std::chrono::milliseconds idle_call_grace{2000};
+    // TLS on every listener (gRPC, REST, metrics) when enabled; mutual TLS
+    // with a client CA.
+    TlsFiles tls;
+    // When set, every gRPC call and REST request needs one of these tokens,
+    // but health and liveness/readiness (probes) and /metrics.
+    std::shared_ptr<const BearerTokens> tokens;
   };
 
   // Binds and starts serving `models`. Fails (without serving anything)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include <cstdlib>
+#include <utility>
 
 #include "spdlog/spdlog.h"
 
@@ -13,6 +14,7 @@ StopSignals::StopSignals() {
   sigemptyset(&signals_);
   sigaddset(&signals_, SIGINT);
   sigaddset(&signals_, SIGTERM);
+  sigaddset(&signals_, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
 }
 
@@ -34,6 +36,28 @@ void StopSignalWatcher::MarkServing() {
   serving_ = true;
 }
 
+void StopSignalWatcher::SetReloadHandler(std::function<void()> reload) {
+  absl::MutexLock lock(&mutex_);
+  reload_ = std::move(reload);
+}
+
+int StopSignalWatcher::WaitForStopSignal() {
+  for (;;) {
+    const int received = signals_.Wait();
+    if (received != SIGHUP) return received;
+    std::function<void()> reload;
+    {
+      absl::MutexLock lock(&mutex_);
+      reload = reload_;
+    }
+    if (reload) {
+      reload();
+    } else {
+      spdlog::info("SIGHUP: nothing to reload (no --auth-token-file)");
+    }
+  }
+}
+
 int StopSignalWatcher::WaitForStop() {
   absl::MutexLock lock(&mutex_);
   mutex_.Await(absl::Condition(
@@ -42,7 +66,7 @@ int StopSignalWatcher::WaitForStop() {
 }
 
 void StopSignalWatcher::Run() {
-  const int first = signals_.Wait();
+  const int first = WaitForStopSignal();
   bool serving = false;
   {
     absl::MutexLock lock(&mutex_);
@@ -53,7 +77,7 @@ void StopSignalWatcher::Run() {
     spdlog::warn("{} during start-up: exiting", strsignal(first));
     std::_Exit(128 + first);
   }
-  const int second = signals_.Wait();
+  const int second = WaitForStopSignal();
   spdlog::warn("{} again: exiting now, without waiting for the drain",
                strsignal(second));
   std::_Exit(128 + second);

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <functional>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -10,7 +11,8 @@
 
 namespace reluserve {
 
-// SIGINT and SIGTERM, taken synchronously by Wait() instead of by a handler.
+// SIGINT, SIGTERM and SIGHUP, taken synchronously by Wait() instead of by a
+// handler.
 // Construct it first in main, before any thread starts: threads inherit the
 // blocked mask, so the signals reach only Wait().
 //
@@ -18,7 +20,7 @@ namespace reluserve {
 class StopSignals {
  public:
   StopSignals();
-  // Blocks until SIGINT or SIGTERM arrives; returns the signal number.
+  // Blocks until one of them arrives; returns the signal number.
   int Wait();
 
  private:
@@ -26,7 +28,8 @@ class StopSignals {
 };
 
 // The server's answer to SIGINT and SIGTERM, on a thread of its own that
-// starts with the object (so construct it first in main, like StopSignals):
+// starts with the object (so construct it first in main, like StopSignals),
+// and to SIGHUP, which calls the reload handler (if any) and nothing else:
 // - before MarkServing(), a signal ends the process at once (start-up, e.g.
 //   loading a large weights file, is not worth finishing);
 // - after it, the first signal is returned by WaitForStop(), which starts
@@ -43,16 +46,22 @@ class StopSignalWatcher {
   StopSignalWatcher& operator=(const StopSignalWatcher&) = delete;
 
   void MarkServing();
+  // What SIGHUP does from now on (re-reading the token file); without one,
+  // SIGHUP is logged and ignored. Runs on the watcher's thread.
+  void SetReloadHandler(std::function<void()> reload);
   // Blocks until the first signal after MarkServing(); returns its number.
   int WaitForStop();
 
  private:
   void Run();
+  // The next SIGINT or SIGTERM; SIGHUPs until then go to the reload handler.
+  int WaitForStopSignal();
 
   StopSignals signals_;
   absl::Mutex mutex_;
   bool serving_ ABSL_GUARDED_BY(mutex_) = false;
   int received_ ABSL_GUARDED_BY(mutex_) = 0;
+  std::function<void()> reload_ ABSL_GUARDED_BY(mutex_);
   std::thread thread_;
 };
 
