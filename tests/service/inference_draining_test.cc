@@ -38,7 +38,12 @@ using ::reluserve::testing::ServiceTest;
 // cannot connect, also UNAVAILABLE), and none is cancelled or lost.
 TEST_P(ServiceTest, ShutdownFinishesCallsInFlightAndTurnsTheRestAway) {
   StartServer(3072, 100);
-  constexpr int kCallers = 6, kMaxCallsEach = 200;
+  // Callers go on until turned away: a count small enough to run out would
+  // let a fast caller finish before a starved one has warmed up (seen on a
+  // loaded 2-core machine), and then never be turned away.
+  constexpr int kCallers = 6, kMaxCallsEach = 100000;
+  const auto stop_calling =
+      std::chrono::steady_clock::now() + std::chrono::seconds(90);
   const ModelInferRequest request = Request(256, true);  // 3.1 MB of x
   const ReferenceResult expected =
       NaiveLinearRelu(weights_, 256, x_.data(), grad_y_.data());
@@ -48,7 +53,9 @@ TEST_P(ServiceTest, ShutdownFinishesCallsInFlightAndTurnsTheRestAway) {
   std::vector<std::thread> callers;
   for (int c = 0; c < kCallers; ++c) {
     callers.emplace_back([&, c] {
-      for (int i = 0; i < kMaxCallsEach; ++i) {
+      for (int i = 0;
+           i < kMaxCallsEach && std::chrono::steady_clock::now() < stop_calling;
+           ++i) {
         ModelInferResponse response;
         const grpc::Status status = Infer(request, &response);
         if (status.ok()) {
