@@ -32,6 +32,7 @@ import time  # noqa: E402
 import unittest  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import http2_frames as h2  # noqa: E402
 import server_process as sp  # noqa: E402
 
 ARGS, UNITTEST_ARGV = sp.parse_cli(sys.argv)
@@ -48,10 +49,8 @@ import grpc_health_v1_pb2_grpc as health_grpc  # noqa: E402
 
 K, M = 37, 13
 SMALL_MODEL = ["--in-features", K, "--out-features", M]
-HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
-GOAWAY = 0x7
-PING = 0x6
+GOAWAY, PING = h2.GOAWAY, h2.PING
+frame_types = h2.frame_types
 
 
 def run_server(args, timeout):
@@ -80,18 +79,7 @@ def wait_for(condition, timeout, poll=0.05):
 
 def http2_connection(port):
     """A raw connection that has said the HTTP/2 preface and then idles."""
-    connection = socket.create_connection((sp.LOOPBACK, port), timeout=5)
-    connection.sendall(HTTP2_PREFACE + EMPTY_SETTINGS)
-    return connection
-
-
-def frame_types(data):
-    types, offset = [], 0
-    while offset + 9 <= len(data):
-        length = int.from_bytes(data[offset:offset + 3], "big")
-        types.append(data[offset + 3])
-        offset += 9 + length
-    return types
+    return h2.http2_connection(sp.LOOPBACK, port)
 
 
 class RefusedStartTest(unittest.TestCase):
