@@ -70,14 +70,6 @@ def request(n, k, m=None, request_id=""):
     return req
 
 
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
-
-
 def metric(text, series):
     for line in text.splitlines():
         if line.startswith(series + " "):
@@ -246,7 +238,7 @@ class ByteBudgetUnderLoadTest(unittest.TestCase):
                     env={"MALLOC_ARENA_MAX": "1"}) as server:
             pid = server.process.pid
             server.stub.ModelInfer(request(1, self.K, self.M), timeout=RPC_TIMEOUT_S)
-            rss_start = rss_bytes(pid)
+            rss_start = sp.rss_bytes(pid)
             results = queue.Queue()
 
             def caller():
@@ -265,7 +257,7 @@ class ByteBudgetUnderLoadTest(unittest.TestCase):
             peak = rss_start
             deadline = time.monotonic() + 120
             while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
-                peak = max(peak, rss_bytes(pid))
+                peak = max(peak, sp.rss_bytes(pid))
                 time.sleep(0.01)
             for thread in threads:
                 thread.join(timeout=5)
@@ -413,7 +405,7 @@ class StalledHttpConnectionTest(unittest.TestCase):
                 for conn in stalled:
                     conn.close()
             prober.join(timeout=30)
-            print(f"\n  stalled connections: " + ", ".join(
+            print("\n  stalled connections: " + ", ".join(
                 f"{r!r} after {t:.2f} s, closed after {c:.2f} s" for t, c, r in dropped)
                 + f"; the probe answered {answered.get('status')} after "
                 f"{answered.get('at', 0):.2f} s", file=sys.stderr)

@@ -52,6 +52,21 @@ MARGIN = 1e-4
 ANSWERED = {"OK", "UNAVAILABLE", "INVALID_ARGUMENT"}
 
 
+def start_server(binary, args, attempts=3):
+    """A ServerProcess of `binary` with `args` and its REST front end on a
+    free port, started (again if another process took the port first); and
+    that port."""
+    for attempt in range(attempts):
+        server = sp.ServerProcess(binary, [*args, "--http-port", sp.free_port()])
+        try:
+            server.start()
+            return server, hc.wait_http(server)
+        except sp.ServerError:
+            if attempt + 1 == attempts or "in use" not in server.log().lower():
+                raise
+    raise AssertionError("unreachable")
+
+
 def weights(k, m, seed=7):
     """He-normal W [m, k] and bias [m], both bfloat16-representable."""
     w, b = sp.make_weights(seed, k, m)

@@ -24,7 +24,6 @@ import json  # noqa: E402
 import os  # noqa: E402
 import pathlib  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -267,21 +266,11 @@ class FileDescriptorTest(unittest.TestCase):
         """Frame types a raw idle connection receives until `wanted` comes
         or `seconds` pass."""
         connection = http2_connection(port)
-        received = b""
-        deadline = time.monotonic() + seconds
         try:
-            while wanted not in frame_types(received) and time.monotonic() < deadline:
-                connection.settimeout(max(0.1, deadline - time.monotonic()))
-                try:
-                    chunk = connection.recv(65536)
-                except socket.timeout:
-                    break
-                if not chunk:
-                    break
-                received += chunk
+            return frame_types(h2.read_until(
+                connection, lambda data: wanted in frame_types(data), seconds))
         finally:
             connection.close()
-        return frame_types(received)
 
     def test_old_connections_are_sent_goaway(self):
         server = sp.ServerProcess(ARGS.server, [*SMALL_MODEL,
@@ -309,21 +298,8 @@ class FileDescriptorTest(unittest.TestCase):
                                                 "--max-connection-idle-ms", 500])
         server.start()
         try:
-            connection = http2_connection(server.port)
-            received = b""
-            deadline = time.monotonic() + 10
-            while GOAWAY not in frame_types(received) and time.monotonic() < deadline:
-                connection.settimeout(max(0.1, deadline - time.monotonic()))
-                try:
-                    chunk = connection.recv(65536)
-                except socket.timeout:
-                    break
-                if not chunk:
-                    break
-                received += chunk
-            connection.close()
-            self.assertIn(GOAWAY, frame_types(received),
-                          f"no GOAWAY within 10 s; frames {frame_types(received)}")
+            types = self.frames_within(server.port, 10, GOAWAY)
+            self.assertIn(GOAWAY, types, f"no GOAWAY within 10 s; frames {types}")
         finally:
             server.stop()
 
