@@ -108,6 +108,11 @@ void DefineServerFlags(CLI::App& app, ServerFlags& flags) {
                  "above it the server stops reading that stream")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  app.add_option("--max-concurrent-streams", flags.max_concurrent_streams,
+                 "gRPC calls (streams included) one connection may have open "
+                 "at once; clients queue further calls until one ends")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 30));
   app.add_option("--max-pending-bytes", flags.max_pending_bytes,
                  "Bytes accepted requests may hold at once (messages, "
                  "replies); beyond it new requests get UNAVAILABLE. 0: "
@@ -229,6 +234,7 @@ Server::Options ServerOptions(const ServerFlags& flags) {
   options.access_log_json = flags.log_format == "json";
   options.limits.max_stream_pending = flags.max_stream_pending;
   options.limits.max_pending_bytes = flags.max_pending_bytes;
+  options.max_concurrent_streams = flags.max_concurrent_streams;
   options.max_connection_idle =
       std::chrono::milliseconds(flags.max_connection_idle_ms);
   options.max_connection_age =

@@ -33,6 +33,7 @@ struct ServerFlags {
   int64_t keepalive_time_ms = 0;
   int64_t keepalive_timeout_ms = 20000;
   int max_stream_pending = 16;
+  int max_concurrent_streams = 100;
   int64_t max_pending_bytes = 0;
   std::string model_name = "linear_relu";
   std::string log_level = "info";

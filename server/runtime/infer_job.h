@@ -39,6 +39,10 @@ struct InferJob {
 
   std::chrono::system_clock::time_point deadline =
       std::chrono::system_clock::time_point::max();
+  // True once nobody waits for the answer (the client cancelled); such a
+  // job is answered CANCELLED instead of computed. Empty: never. Called on
+  // the computing thread.
+  std::function<bool()> cancelled;
   std::chrono::steady_clock::time_point arrival;
   std::chrono::steady_clock::time_point enqueued;
   RequestPhases phases;

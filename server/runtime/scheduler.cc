@@ -165,6 +165,10 @@ void Scheduler::Run(Batch& batch) {
       Finish(std::move(job),
              absl::DeadlineExceededError(
                  "deadline passed while the request was queued"));
+    } else if (job->cancelled && job->cancelled()) {
+      Finish(std::move(job),
+             absl::CancelledError(
+                 "the client cancelled the request while it was queued"));
     } else {
       live.push_back(std::move(job));
     }

@@ -165,6 +165,7 @@ absl::Status InferenceRuntime::PrepareJob(const RuntimeRequest& request,
   *reserved = bytes;
 
   job.deadline = request.deadline;
+  job.cancelled = request.cancelled;
   job.validated = *std::move(validated);
   job.outputs.assign(signature.outputs.size(), nullptr);
   job.staging.resize(staging);

@@ -85,6 +85,8 @@ struct RuntimeRequest {
   int64_t message_bytes = 0;
   std::chrono::system_clock::time_point deadline =
       std::chrono::system_clock::time_point::max();
+  // True once the client has cancelled (InferJob::cancelled); may be empty.
+  std::function<bool()> cancelled;
   // For the access log.
   const char* method = "";
   std::function<std::string()> peer;

@@ -214,6 +214,8 @@ void InferenceService::StartInference(
   neutral.request = FromModelInferRequest(request);
   neutral.message_bytes = static_cast<int64_t>(request.ByteSizeLong());
   neutral.deadline = context->deadline();
+  // The context outlives the job: the call finishes after the job's answer.
+  neutral.cancelled = [context] { return context->IsCancelled(); };
   neutral.method = streamed ? "ModelStreamInfer" : "ModelInfer";
   neutral.peer = [context] { return context->peer(); };
   // The reply adapter lives as long as the answer: until `done` has run.

@@ -116,6 +116,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   const auto milliseconds = [](std::chrono::milliseconds duration) {
     return static_cast<int>(std::min<int64_t>(duration.count(), INT_MAX));
   };
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             std::max(1, o.max_concurrent_streams));
   if (o.max_connection_idle.count() > 0) {
     builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
                                milliseconds(o.max_connection_idle));

@@ -64,6 +64,9 @@ class Server {
     // empty: no access log.
     std::string access_log;
     bool access_log_json = false;
+    // HTTP/2 streams (calls) one connection may have open at once
+    // (SETTINGS_MAX_CONCURRENT_STREAMS): bounds one client's in-flight work.
+    int max_concurrent_streams = 100;
     // A connection with no call for this long is closed (GOAWAY), so idle
     // connections cannot hold file descriptors for ever; 0 keeps them.
     std::chrono::milliseconds max_connection_idle{300000};

@@ -24,7 +24,6 @@ import json  # noqa: E402
 import os  # noqa: E402
 import pathlib  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -32,6 +31,7 @@ import time  # noqa: E402
 import unittest  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import http2_frames as h2  # noqa: E402
 import server_process as sp  # noqa: E402
 
 ARGS, UNITTEST_ARGV = sp.parse_cli(sys.argv)
@@ -48,10 +48,8 @@ import grpc_health_v1_pb2_grpc as health_grpc  # noqa: E402
 
 K, M = 37, 13
 SMALL_MODEL = ["--in-features", K, "--out-features", M]
-HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
-GOAWAY = 0x7
-PING = 0x6
+GOAWAY, PING = h2.GOAWAY, h2.PING
+frame_types = h2.frame_types
 
 
 def run_server(args, timeout):
@@ -80,18 +78,7 @@ def wait_for(condition, timeout, poll=0.05):
 
 def http2_connection(port):
     """A raw connection that has said the HTTP/2 preface and then idles."""
-    connection = socket.create_connection((sp.LOOPBACK, port), timeout=5)
-    connection.sendall(HTTP2_PREFACE + EMPTY_SETTINGS)
-    return connection
-
-
-def frame_types(data):
-    types, offset = [], 0
-    while offset + 9 <= len(data):
-        length = int.from_bytes(data[offset:offset + 3], "big")
-        types.append(data[offset + 3])
-        offset += 9 + length
-    return types
+    return h2.http2_connection(sp.LOOPBACK, port)
 
 
 class RefusedStartTest(unittest.TestCase):
@@ -279,21 +266,11 @@ class FileDescriptorTest(unittest.TestCase):
         """Frame types a raw idle connection receives until `wanted` comes
         or `seconds` pass."""
         connection = http2_connection(port)
-        received = b""
-        deadline = time.monotonic() + seconds
         try:
-            while wanted not in frame_types(received) and time.monotonic() < deadline:
-                connection.settimeout(max(0.1, deadline - time.monotonic()))
-                try:
-                    chunk = connection.recv(65536)
-                except socket.timeout:
-                    break
-                if not chunk:
-                    break
-                received += chunk
+            return frame_types(h2.read_until(
+                connection, lambda data: wanted in frame_types(data), seconds))
         finally:
             connection.close()
-        return frame_types(received)
 
     def test_old_connections_are_sent_goaway(self):
         server = sp.ServerProcess(ARGS.server, [*SMALL_MODEL,
@@ -321,21 +298,8 @@ class FileDescriptorTest(unittest.TestCase):
                                                 "--max-connection-idle-ms", 500])
         server.start()
         try:
-            connection = http2_connection(server.port)
-            received = b""
-            deadline = time.monotonic() + 10
-            while GOAWAY not in frame_types(received) and time.monotonic() < deadline:
-                connection.settimeout(max(0.1, deadline - time.monotonic()))
-                try:
-                    chunk = connection.recv(65536)
-                except socket.timeout:
-                    break
-                if not chunk:
-                    break
-                received += chunk
-            connection.close()
-            self.assertIn(GOAWAY, frame_types(received),
-                          f"no GOAWAY within 10 s; frames {frame_types(received)}")
+            types = self.frames_within(server.port, 10, GOAWAY)
+            self.assertIn(GOAWAY, types, f"no GOAWAY within 10 s; frames {types}")
         finally:
             server.stop()
 

@@ -78,6 +78,21 @@ def stop_class_fixture(cls, expect_code):
             cls.tmp = None
 
 
+def proc_status(pid):
+    """/proc/<pid>/status as {field: [values]}."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            fields[name] = value.split()
+    return fields
+
+
+def rss_bytes(pid):
+    """VmRSS of process `pid`, in bytes."""
+    return int(proc_status(pid)["VmRSS"][0]) * 1024
+
+
 def _die_with_parent():
     """preexec_fn: the child gets SIGKILL if the test process dies (e.g. a
     ctest TIMEOUT kill), so no server outlives its test."""

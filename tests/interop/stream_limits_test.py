@@ -50,15 +50,6 @@ CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0),
 STREAM_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
 
 
-def rss_bytes(pid):
-    """VmRSS of process `pid`, in bytes."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
-
-
 def forward_request(n, k, request_id="", seed=0, datatype="FP32", grad_m=None):
     """A valid request: x [n, k] in `datatype` (FP32 or BF16), and with
     `grad_m` also grad_y [n, grad_m] (the backward pass)."""
@@ -135,7 +126,7 @@ class UnreadStreamTest(unittest.TestCase):
         with Server(["--in-features", self.K, "--out-features", self.M,
                      "--max-batch", self.N, *extra_args]) as server:
             pid = server.process.pid
-            rss_start = rss_bytes(pid)
+            rss_start = sp.rss_bytes(pid)
             request = forward_request(self.N, self.K, request_id="unread")
             sent = [0]
             stop = threading.Event()
@@ -154,12 +145,12 @@ class UnreadStreamTest(unittest.TestCase):
             try:
                 while time.monotonic() < deadline and sent[0] < self.MESSAGES:
                     time.sleep(0.1)
-                    peak = max(peak, rss_bytes(pid))
+                    peak = max(peak, sp.rss_bytes(pid))
                     if sent[0] != last_sent:
                         last_sent, last_progress = sent[0], time.monotonic()
                     elif time.monotonic() - last_progress > self.STALL_S:
                         break
-                peak = max(peak, rss_bytes(pid))
+                peak = max(peak, sp.rss_bytes(pid))
             finally:
                 stop.set()
                 call.cancel()

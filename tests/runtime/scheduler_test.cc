@@ -282,6 +282,37 @@ TEST_F(SchedulerTest, DeadlinePassedInTheQueueIsNotComputed) {
   EXPECT_EQ(Executions(), 0u);
 }
 
+// A job whose client cancelled while it waited is answered CANCELLED and
+// never computed; the one queued behind it, not cancelled, is.
+TEST_F(SchedulerTest, CancelledInTheQueueIsNotComputed) {
+  Gate gate;
+  auto pinned = NewRequest(1, false, 70);
+  auto cancelled = NewRequest(2, false, 71);
+  auto kept = NewRequest(3, false, 72);
+  std::future<absl::Status> cancelled_outcome = cancelled->outcome.get_future();
+  std::future<absl::Status> kept_outcome = kept->outcome.get_future();
+  std::atomic<bool> gone{false};
+  Scheduler::Options options;
+  options.compute_threads = 1;
+  Scheduler scheduler(options, model_, Recorder());
+  scheduler.Submit(JobFor(*pinned, &gate));
+  gate.WaitUntilEntered();
+  std::unique_ptr<InferJob> job = JobFor(*cancelled);
+  job->cancelled = [&gone] { return gone.load(); };
+  scheduler.Submit(std::move(job));
+  job = JobFor(*kept);
+  job->cancelled = [] { return false; };
+  scheduler.Submit(std::move(job));
+  gone.store(true);  // the client goes while its job is queued
+  gate.Open();
+  EXPECT_EQ(cancelled_outcome.get().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(cancelled->y, std::vector<float>(2 * kOut, -1.0f))
+      << "was computed";
+  EXPECT_TRUE(kept_outcome.get().ok());
+  ExpectMatchesReference(*kept);
+  EXPECT_EQ(Executions(), 2u);  // the pinned job and the kept one
+}
+
 TEST_F(SchedulerTest, StoppingAnswersQueuedJobsUnavailable) {
   Gate gate;
   auto pinned = NewRequest(1, false, 60);
