@@ -19,7 +19,6 @@
 namespace reluserve {
 namespace {
 
-constexpr char kHeaderLength[] = "Inference-Header-Content-Length";
 // JSON numbers take several times the bytes of their binary form.
 constexpr int64_t kJsonBodyFactor = 16;
 

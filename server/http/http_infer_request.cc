@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -283,6 +285,25 @@ absl::Status ParseOutputs(const array& outputs, HttpInferRequest& parsed) {
   return absl::OkStatus();
 }
 
+// What most likely made the JSON unreadable, when the body says.
+std::string JsonErrorHint(std::string_view header, size_t binary_bytes) {
+  // The replies write non-finite values so; a client may send them back.
+  if (header.find("NaN") != std::string_view::npos ||
+      header.find("Infinity") != std::string_view::npos) {
+    return " (NaN and infinities have no JSON form: send tensors holding them "
+           "as binary data, parameters.binary_data_size)";
+  }
+  if (binary_bytes > 0) {
+    return absl::StrCat(" (read as the body's first ", header.size(),
+                        " bytes, as ", kHeaderLength, " says)");
+  }
+  if (header.find("\"binary_data_size\"") != std::string_view::npos) {
+    return absl::StrCat(" (binary data after the JSON needs the header ",
+                        kHeaderLength, ": the JSON's length in bytes)");
+  }
+  return "";
+}
+
 }  // namespace
 
 absl::StatusOr<HttpInferRequest> ParseHttpInferRequest(std::string_view header,
@@ -303,14 +324,9 @@ absl::StatusOr<HttpInferRequest> ParseHttpInferRequest(std::string_view header,
                                     /*realloc_if_needed=*/false)
                              .get(root);
       error != simdjson::SUCCESS) {
-    // The replies write non-finite values so; a client may send them back.
-    const bool non_finite = header.find("NaN") != std::string_view::npos ||
-                            header.find("Infinity") != std::string_view::npos;
     return Invalid(absl::StrCat(
         "the request body is not valid JSON: ", simdjson::error_message(error),
-        non_finite ? " (NaN and infinities have no JSON form: send tensors "
-                     "holding them as binary data, parameters.binary_data_size)"
-                   : ""));
+        JsonErrorHint(header, binary_bytes)));
   }
   if (root.type() != element_type::OBJECT) {
     return Invalid(

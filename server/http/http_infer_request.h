@@ -10,6 +10,9 @@
 
 namespace reluserve {
 
+// Triton's binary extension: the length of the JSON before the binary data.
+inline constexpr char kHeaderLength[] = "Inference-Header-Content-Length";
+
 // An infer request of the REST protocol (KServe v2 with Triton's binary
 // tensor extension) in the runtime's terms. Its InferenceRequest views the
 // body's binary section and the values parsed from JSON `data`, held here.

@@ -20,6 +20,25 @@ const char* FilledContentsField(
   return "";
 }
 
+// The field of an InferParameter's oneof that is set, as the proto names it.
+const char* ParameterChoiceName(const inference::InferParameter& parameter) {
+  switch (parameter.parameter_choice_case()) {
+    case inference::InferParameter::kBoolParam:
+      return "bool_param";
+    case inference::InferParameter::kInt64Param:
+      return "int64_param";
+    case inference::InferParameter::kStringParam:
+      return "string_param";
+    case inference::InferParameter::kDoubleParam:
+      return "double_param";
+    case inference::InferParameter::kUint64Param:
+      return "uint64_param";
+    case inference::InferParameter::PARAMETER_CHOICE_NOT_SET:
+      break;
+  }
+  return "a parameter with no value";
+}
+
 // Wire sizes of the protobuf encoding (every field number here is below 16,
 // so each tag is one byte).
 int64_t VarintBytes(uint64_t value) {
@@ -100,6 +119,13 @@ absl::StatusOr<InferenceRequest> FromModelInferRequest(
     out.name = requested.name();
     if (auto parameter = requested.parameters().find(kDatatypeParameter);
         parameter != requested.parameters().end()) {
+      if (!parameter->second.has_string_param()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "output '", requested.name(), "': expected parameter '",
+            kDatatypeParameter,
+            "' to be a string (string_param \"FP32\" or \"BF16\"), got ",
+            ParameterChoiceName(parameter->second)));
+      }
       out.datatype = parameter->second.string_param();
       out.datatype_given = true;
     }

@@ -104,6 +104,15 @@ TEST(HttpInferRequestTest, RefusalsNameWhatWasExpected) {
        R"("parameters":{"binary_data_size":4}}]})",
        "", "goes beyond"},
       {R"({"inputs":[]})", "abc", "3 bytes of binary data beyond"},
+      // Binary bytes read as JSON: the header length is missing, or ends
+      // inside the JSON.
+      {std::string(R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1],)"
+                   R"("parameters":{"binary_data_size":4}}]})") +
+           "\x01\x02\x03\x04",
+       "", "needs the header Inference-Header-Content-Length"},
+      {R"({"inputs":[{"name":"x")", R"(,"datatype":"FP32"}]})",
+       "read as the body's first 22 bytes, as Inference-Header-Content-Length "
+       "says"},
   };
   for (const auto& bad : cases) {
     absl::StatusOr<HttpInferRequest> parsed = Parse(bad.header, bad.binary);

@@ -33,6 +33,11 @@ WEIGHTS_FLAG = os.environ.get("RELUSERVE_WEIGHTS_FLAG", "--weights")
 WEIGHTS_PREFIX_FLAG = os.environ.get("RELUSERVE_WEIGHTS_PREFIX_FLAG",
                                      "--weights-prefix")
 
+# What AddressSanitizer, LeakSanitizer, UBSan and a fatal error leave in a
+# server's log: any of them means it crashed or misbehaved.
+CRASH_RE = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|Segmentation fault|"
+                      r"Aborted|terminate called")
+
 DEFAULT_STARTUP_TIMEOUT_S = 30.0
 DEFAULT_SHUTDOWN_TIMEOUT_S = 20.0
 

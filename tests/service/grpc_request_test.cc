@@ -85,6 +85,26 @@ TEST(FromModelInferRequestTest, OutputDatatypeParameterIsPassedOn) {
   EXPECT_FALSE(neutral->outputs[1].datatype_given);
 }
 
+// A "datatype" parameter of another type is refused, naming what was sent,
+// rather than read as the empty string.
+TEST(FromModelInferRequestTest, OutputDatatypeParameterMustBeAString) {
+  inference::ModelInferRequest request = RawRequest(true);
+  auto* y = request.add_outputs();
+  y->set_name("y");
+  (*y->mutable_parameters())[kDatatypeParameter].set_int64_param(5);
+  const absl::Status status = FromModelInferRequest(request).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  for (const char* mention : {"output 'y'", "'datatype'", "a string",
+                              "string_param", "got int64_param"}) {
+    EXPECT_NE(status.message().find(mention), absl::string_view::npos)
+        << mention << ": " << status;
+  }
+  (*y->mutable_parameters())[kDatatypeParameter].Clear();
+  EXPECT_NE(FromModelInferRequest(request).status().message().find(
+                "got a parameter with no value"),
+            absl::string_view::npos);
+}
+
 // The checks only the gRPC wire has.
 TEST(FromModelInferRequestTest, WireRefusalsNameTheTensor) {
   {
