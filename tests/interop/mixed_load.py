@@ -297,9 +297,12 @@ class MixedLoad:
             requests = queue.Queue()
             call = self.stub.ModelStreamInfer(iter(requests.get, None),
                                               timeout=self.timeout_s + 30)
+            # A new stream well before the deadline, which covers them all.
+            opened = time.monotonic()
             try:
                 for _ in range(500):
-                    if not self._running(n):
+                    if (not self._running(n)
+                            or time.monotonic() - opened > self.timeout_s):
                         break
                     bad = self.bad_every > 0 and n % self.bad_every == self.bad_every - 1
                     case, outcome = self._begin(worker, n, bad)
