@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-grpcio python3-protobuf python3-numpy python3-torch
   clang-format gnuplot-nox systemd
+  clang-14 libclang-rt-14-dev llvm-14
   nginx
 )
 

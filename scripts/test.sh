@@ -12,8 +12,18 @@
 #                                    the same in the presets named (repeat
 #                                    --preset for several)
 #
+#   scripts/test.sh --preset fuzz    the fuzz targets' seed corpora, each
+#                                    seed run once (fuzz.*); fuzzing itself
+#                                    is scripts/fuzz.sh
+#   scripts/test.sh --preset tsan    the ThreadSanitizer binary's cases
+#                                    (tsan.*; the tsan preset runs only
+#                                    those unless a selection says otherwise)
+#
 # Other arguments go to ctest unchanged. RELUSERVE_SKIP_ASAN=1 drops the asan
-# pass from a full run. A full run (no arguments) ends with
+# pass from a full run. After the release and asan passes a full run (no
+# arguments) fuzzes each target for 60 s under ASan + UBSan (scripts/fuzz.sh
+# all 60; RELUSERVE_SKIP_FUZZ=1 drops it) and runs reluserve_tsan_tests
+# (scripts/tsan.sh; RELUSERVE_SKIP_TSAN=1 drops it), then ends with
 # scripts/docker-test.sh, the container image and compose stack;
 # RELUSERVE_SKIP_DOCKER=1 drops it.
 set -euo pipefail
@@ -43,11 +53,18 @@ fi
 
 for preset in "${presets[@]}"; do
   build_dir="build/$preset"
-  if [ "$selected" = 1 ]; then
+  args=("${ctest_args[@]+"${ctest_args[@]}"}")
+  preset_selected="$selected"
+  if [ "$preset" = tsan ] && [ "$selected" = 0 ]; then
+    # The rest of the tree links Debian's uninstrumented gRPC.
+    args+=(-R '^tsan\.')
+    preset_selected=1
+  fi
+  if [ "$preset_selected" = 1 ]; then
     scripts/install-deps.sh
     cmake --preset "$preset" >/dev/null
-    if ! targets=$(scripts/test_targets.py "$build_dir" "${ctest_args[@]}"); then
-      echo "=== $preset: no test matches: ${ctest_args[*]}" >&2
+    if ! targets=$(scripts/test_targets.py "$build_dir" "${args[@]}"); then
+      echo "=== $preset: no test matches: ${args[*]}" >&2
       exit 1
     fi
     echo "=== $preset: build $(echo "$targets" | wc -l) target(s) for the selected tests"
@@ -58,8 +75,18 @@ for preset in "${presets[@]}"; do
     scripts/build.sh "$preset"
   fi
   echo "=== $preset: test"
-  ctest --preset "$preset" --timeout 300 -j "$(nproc)" "${ctest_args[@]}"
+  ctest --preset "$preset" --timeout 300 -j "$(nproc)" "${args[@]}"
 done
+
+if [ "$full_run" = 1 ] && [ "${RELUSERVE_SKIP_FUZZ:-0}" != 1 ]; then
+  echo "=== fuzz: each target for 60 s under ASan + UBSan (scripts/fuzz.sh all 60)"
+  scripts/fuzz.sh all 60
+fi
+
+if [ "$full_run" = 1 ] && [ "${RELUSERVE_SKIP_TSAN:-0}" != 1 ]; then
+  echo "=== tsan: reluserve_tsan_tests under ThreadSanitizer (scripts/tsan.sh)"
+  scripts/tsan.sh
+fi
 
 if [ "$full_run" = 1 ] && [ "${RELUSERVE_SKIP_DOCKER:-0}" != 1 ]; then
   echo "=== docker: image, compose stack, failover (scripts/docker-test.sh)"

@@ -174,4 +174,39 @@ absl::Status CheckResponseFits(int64_t response_bytes,
       "id"));
 }
 
+RuntimeRequest ToRuntimeRequest(const inference::ModelInferRequest& request,
+                                bool streamed) {
+  RuntimeRequest neutral;
+  neutral.model_name = request.model_name();
+  neutral.model_version = request.model_version();
+  neutral.id = request.id();
+  neutral.request = FromModelInferRequest(request);
+  neutral.message_bytes = static_cast<int64_t>(request.ByteSizeLong());
+  neutral.method = streamed ? "ModelStreamInfer" : "ModelInfer";
+  return neutral;
+}
+
+absl::StatusOr<int64_t> GrpcReply::PlanBytes(const ValidatedRequest& validated,
+                                             const ModelSignature& signature,
+                                             const ModelConfig& config) {
+  const int64_t bytes =
+      ResponseBytes(validated, signature, config.name, config.version, id_);
+  if (absl::Status fits = CheckResponseFits(bytes, max_send_bytes_, streamed_);
+      !fits.ok()) {
+    return fits;
+  }
+  return bytes;
+}
+
+void GrpcReply::SetHeader(const ModelConfig& config) {
+  response_.SetHeader(config.name, config.version, id_);
+}
+
+void* GrpcReply::AddOutput(std::string_view name,
+                           const ValidatedRequest::Output& output) {
+  return response_.AddOutput(name, output);
+}
+
+void GrpcReply::Clear() { response_.Clear(); }
+
 }  // namespace reluserve

@@ -9,6 +9,8 @@
 #include "grpc_service.pb.h"
 #include "server/core/model.h"
 #include "server/runtime/inference_request.h"
+#include "server/service/inference_runtime.h"
+#include "server/service/wire_response.h"
 
 namespace reluserve {
 
@@ -41,6 +43,40 @@ int64_t StreamResponseBytes(int64_t infer_response_bytes);
 // the compute, and on a stream end the whole stream.
 absl::Status CheckResponseFits(int64_t response_bytes,
                                int64_t max_message_bytes, bool streamed);
+
+// A ModelInferRequest (a ModelStreamInferRequest message if `streamed`) as
+// the runtime takes it: names, id, the neutral view or why it could not be
+// made, and the message's bytes. The caller adds the call's deadline and
+// peer.
+RuntimeRequest ToRuntimeRequest(const inference::ModelInferRequest& request,
+                                bool streamed);
+
+// The gRPC side of a request's reply: a WireResponse, checked against the
+// largest message the server sends (in a stream's wrapper if streamed).
+class GrpcReply final : public InferenceReply {
+ public:
+  // `id` (the request's) outlives the reply.
+  GrpcReply(WireResponse& response, const std::string& id,
+            int64_t max_send_bytes, bool streamed)
+      : response_(response),
+        id_(id),
+        max_send_bytes_(max_send_bytes),
+        streamed_(streamed) {}
+
+  absl::StatusOr<int64_t> PlanBytes(const ValidatedRequest& validated,
+                                    const ModelSignature& signature,
+                                    const ModelConfig& config) override;
+  void SetHeader(const ModelConfig& config) override;
+  void* AddOutput(std::string_view name,
+                  const ValidatedRequest::Output& output) override;
+  void Clear() override;
+
+ private:
+  WireResponse& response_;
+  const std::string& id_;
+  const int64_t max_send_bytes_;
+  const bool streamed_;
+};
 
 }  // namespace reluserve
 

@@ -62,45 +62,6 @@ class InferReactor final : public grpc::ServerUnaryReactor {
   OrderedStreamReactor::Sent sent_;
 };
 
-// The gRPC side of a request's reply: a WireResponse, checked against the
-// largest message the server sends (in a stream's wrapper if streamed).
-class GrpcReply final : public InferenceReply {
- public:
-  GrpcReply(WireResponse& response, const std::string& id,
-            int64_t max_send_bytes, bool streamed)
-      : response_(response),
-        id_(id),
-        max_send_bytes_(max_send_bytes),
-        streamed_(streamed) {}
-
-  absl::StatusOr<int64_t> PlanBytes(
-      const ValidatedRequest& validated, const ModelSignature& signature,
-      const reluserve::ModelConfig& config) override {
-    const int64_t bytes =
-        ResponseBytes(validated, signature, config.name, config.version, id_);
-    if (absl::Status fits =
-            CheckResponseFits(bytes, max_send_bytes_, streamed_);
-        !fits.ok()) {
-      return fits;
-    }
-    return bytes;
-  }
-  void SetHeader(const reluserve::ModelConfig& config) override {
-    response_.SetHeader(config.name, config.version, id_);
-  }
-  void* AddOutput(std::string_view name,
-                  const ValidatedRequest::Output& output) override {
-    return response_.AddOutput(name, output);
-  }
-  void Clear() override { response_.Clear(); }
-
- private:
-  WireResponse& response_;
-  const std::string& id_;  // the request's, which outlives the reply
-  const int64_t max_send_bytes_;
-  const bool streamed_;
-};
-
 }  // namespace
 
 InferenceService::InferenceService(std::shared_ptr<InferenceRuntime> runtime)
@@ -207,16 +168,10 @@ void InferenceService::StartInference(
     const inference::ModelInferRequest& request, WireResponse& response,
     grpc::CallbackServerContext* context, bool streamed,
     InferenceRuntime::Done done) {
-  RuntimeRequest neutral;
-  neutral.model_name = request.model_name();
-  neutral.model_version = request.model_version();
-  neutral.id = request.id();
-  neutral.request = FromModelInferRequest(request);
-  neutral.message_bytes = static_cast<int64_t>(request.ByteSizeLong());
+  RuntimeRequest neutral = ToRuntimeRequest(request, streamed);
   neutral.deadline = context->deadline();
   // The context outlives the job: the call finishes after the job's answer.
   neutral.cancelled = [context] { return context->IsCancelled(); };
-  neutral.method = streamed ? "ModelStreamInfer" : "ModelInfer";
   neutral.peer = [context] { return context->peer(); };
   // The reply adapter lives as long as the answer: until `done` has run.
   auto reply = std::make_shared<GrpcReply>(

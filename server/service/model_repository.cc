@@ -129,17 +129,15 @@ absl::StatusOr<std::string> ReadFile(const fs::path& path) {
   return text;
 }
 
-// Fills `model` from the config.pbtxt at `path`, refusing what ReluServe
-// cannot honour.
-absl::Status ApplyConfig(const std::string& path, RepositoryModel* model) {
-  absl::StatusOr<std::string> text = ReadFile(path);
-  if (!text.ok()) return text.status();
+}  // namespace
 
+absl::Status ApplyModelConfig(const std::string& path, const std::string& text,
+                              RepositoryModel* model) {
   inference::ModelConfig config;
   ConfigErrorCollector errors(path);
   google::protobuf::TextFormat::Parser parser;
   parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(*text, &config)) {
+  if (!parser.ParseFromString(text, &config)) {
     if (errors.errors().empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat(path, ": not a ModelConfig in protobuf text format"));
@@ -231,6 +229,8 @@ absl::Status ApplyConfig(const std::string& path, RepositoryModel* model) {
   return absl::OkStatus();
 }
 
+namespace {
+
 // The model in `folder`: its versions, then its config.pbtxt if any.
 absl::StatusOr<RepositoryModel> ScanModel(const fs::path& folder) {
   RepositoryModel model;
@@ -297,7 +297,9 @@ absl::StatusOr<RepositoryModel> ScanModel(const fs::path& folder) {
   const fs::file_status status = fs::symlink_status(config, error);
   if (fs::exists(status)) {
     model.config_path = config.string();
-    absl::Status applied = ApplyConfig(model.config_path, &model);
+    absl::StatusOr<std::string> text = ReadFile(model.config_path);
+    if (!text.ok()) return text.status();
+    absl::Status applied = ApplyModelConfig(model.config_path, *text, &model);
     if (!applied.ok()) return applied;
   }
   return model;

@@ -57,6 +57,12 @@ struct RepositoryModel {
 absl::StatusOr<std::vector<RepositoryModel>> ScanModelRepository(
     const std::string& directory);
 
+// Fills `model` (its name already set: the folder's) from `text`, the
+// config.pbtxt read from `path` (named in every message), refusing what
+// ReluServe cannot honour, as ScanModelRepository does for each model.
+absl::Status ApplyModelConfig(const std::string& path, const std::string& text,
+                              RepositoryModel* model);
+
 }  // namespace reluserve
 
 #endif  // RELUSERVE_SERVER_SERVICE_MODEL_REPOSITORY_H_

@@ -1,11 +1,11 @@
 #include "server/service/ordered_stream.h"
 
-#include <algorithm>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "server/service/grpc_request.h"
+#include "server/service/status_translation.h"
 
 namespace reluserve {
 namespace {
@@ -19,66 +19,38 @@ grpc::ByteBuffer ErrorReply(const absl::Status& status) {
 
 OrderedStreamReactor::OrderedStreamReactor(Handler handler,
                                            const Options& options)
-    : handler_(std::move(handler)), options_(options) {
+    : handler_(std::move(handler)),
+      options_(options),
+      replies_(options.max_pending) {
   StartRead(&incoming_);
 }
 
-bool OrderedStreamReactor::MayRead() {
-  if (reading_ || reads_done_ || broken_ || cancelled_ ||
-      slots_.size() >= std::max<size_t>(options_.max_pending, 1)) {
-    return false;
-  }
-  reading_ = true;
-  return true;
-}
-
 void OrderedStreamReactor::OnReadDone(bool ok) {
-  if (!ok) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    reading_ = false;
-    reads_done_ = true;
-    Advance(lock);
-    return;
-  }
+  if (!ok) return Act(replies_.ReadsEnded(absl::OkStatus()));
   ++messages_read_;
   auto slot = std::make_unique<Slot>();
   // Consumes incoming_, ready for the next read.
   if (!grpc::SerializationTraits<inference::ModelInferRequest>::Deserialize(
            &incoming_, &slot->request)
            .ok()) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    reading_ = false;
-    reads_done_ = true;
-    read_error_ = grpc::Status(
-        grpc::StatusCode::INVALID_ARGUMENT,
-        absl::StrCat("message ", messages_read_,
-                     " of the stream could not be parsed as an "
-                     "inference.ModelInferRequest; the messages before it "
-                     "were answered, it and any later ones were not "
-                     "processed"));
-    Advance(lock);
-    return;
+    return Act(replies_.ReadsEnded(absl::InvalidArgumentError(absl::StrCat(
+        "message ", messages_read_,
+        " of the stream could not be parsed as an "
+        "inference.ModelInferRequest; the messages before it were answered, "
+        "it and any later ones were not processed"))));
   }
-  Slot* added;
-  bool read;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    slots_.push_back(std::move(slot));
-    added = slots_.back().get();
-    ++computing_;
-    reading_ = false;
-    read = MayRead();
-  }
+  Replies::Actions actions;
+  Slot* added = replies_.Add(std::move(slot), &actions);
   handler_(added->request, added->response,
            [this, added](const absl::Status& status, Sent sent) {
              Answer(added, status, std::move(sent));
            });
-  if (read) StartRead(&incoming_);
+  if (actions.read) StartRead(&incoming_);
 }
 
 void OrderedStreamReactor::Answer(Slot* slot, const absl::Status& status,
                                   Sent sent) {
-  // Until `ready` is set only this thread touches the slot's messages.
+  // Until Answered only this thread touches the slot.
   if (!status.ok()) {
     slot->wire = ErrorReply(status);
   } else if (const int64_t bytes =
@@ -97,51 +69,22 @@ void OrderedStreamReactor::Answer(Slot* slot, const absl::Status& status,
     slot->request.Swap(&empty);
   }
   slot->response.Clear();  // the wire holds the output bytes
-  std::unique_lock<std::mutex> lock(mutex_);
   slot->sent = std::move(sent);
-  slot->ready = true;
-  --computing_;
-  Advance(lock);
+  Act(replies_.Answered(slot));
 }
 
-void OrderedStreamReactor::OnCancel() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  cancelled_ = true;
-  Advance(lock);  // a paused stream with nothing computing finishes now
-}
+void OrderedStreamReactor::OnCancel() { Act(replies_.Cancelled()); }
 
 void OrderedStreamReactor::OnWriteDone(bool ok) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  // Destroyed (its `sent` run) after unlocking.
-  std::unique_ptr<Slot> written = std::move(slots_.front());
-  slots_.pop_front();
-  writing_ = false;
-  if (!ok) broken_ = true;
-  const bool read = MayRead();
-  Advance(lock, read);
+  // Destroyed (its `sent` run) after the next gRPC calls are made.
+  std::unique_ptr<Slot> written;
+  Act(replies_.Written(ok, &written));
 }
 
-void OrderedStreamReactor::Advance(std::unique_lock<std::mutex>& lock,
-                                   bool read) {
-  grpc::ByteBuffer* to_write = nullptr;
-  bool finish = false;
-  grpc::Status status;
-  // Once writes fail nothing more is read: a paused read never resumes.
-  const bool no_more_reads =
-      reads_done_ || ((broken_ || cancelled_) && !reading_);
-  if (!writing_ && !broken_ && !slots_.empty() && slots_.front()->ready) {
-    writing_ = true;
-    to_write = &slots_.front()->wire;
-  } else if (no_more_reads && computing_ == 0 && !writing_ &&
-             (slots_.empty() || broken_) && !finished_) {
-    finished_ = true;
-    finish = true;
-    status = broken_ || cancelled_ ? grpc::Status::CANCELLED : read_error_;
-  }
-  lock.unlock();
-  if (read) StartRead(&incoming_);
-  if (to_write != nullptr) StartWrite(to_write);
-  if (finish) Finish(status);
+void OrderedStreamReactor::Act(const Replies::Actions& actions) {
+  if (actions.read) StartRead(&incoming_);
+  if (actions.write != nullptr) StartWrite(&actions.write->wire);
+  if (actions.finish) Finish(ToGrpcStatus(actions.status));
 }
 
 }  // namespace reluserve

@@ -7,13 +7,12 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 
 #include "absl/status/status.h"
 #include "grpc_service.pb.h"
+#include "server/runtime/ordered_replies.h"
 #include "server/service/wire_response.h"
 
 namespace reluserve {
@@ -35,7 +34,8 @@ namespace reluserve {
 // the stream. Deletes itself when gRPC is done.
 //
 // Thread safety: gRPC's reactions and the handler's `done` may run on any
-// threads at once; shared state is guarded by one mutex.
+// threads at once; what they share is OrderedReplies' (one mutex), and gRPC
+// is called after it has decided.
 class OrderedStreamReactor final
     : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
@@ -75,33 +75,20 @@ class OrderedStreamReactor final
     WireResponse response;
     grpc::ByteBuffer wire;  // the reply, as sent, once ready
     Sent sent;
-    bool ready = false;
   };
+  using Replies = OrderedReplies<Slot>;
 
-  // The handler's `done`: the reply into its wire bytes, then Advance.
+  // The handler's `done`: the reply into its wire bytes, then its turn.
   void Answer(Slot* slot, const absl::Status& status, Sent sent);
-  // Starts the next write or finishes the stream, whichever is due, and
-  // resumes reading when `read` (set under the lock by the caller). gRPC
-  // calls are made after unlocking: a reaction may run on another thread and
-  // take the lock meanwhile.
-  void Advance(std::unique_lock<std::mutex>& lock, bool read = false);
-  // Whether a paused read may start now; marks it started. Needs the lock.
-  bool MayRead();
+  // Starts what `actions` say is due: the next read, the next write, the
+  // stream's end.
+  void Act(const Replies::Actions& actions);
 
   const Handler handler_;
   const Options options_;
   grpc::ByteBuffer incoming_;  // only the read in progress
   int64_t messages_read_ = 0;  // only OnReadDone touches it
-  std::mutex mutex_;
-  std::deque<std::unique_ptr<Slot>> slots_;  // oldest first; guarded
-  int computing_ = 0;                        // guarded by mutex_
-  bool reading_ = true;                      // a read is in progress; guarded
-  bool reads_done_ = false;                  // guarded by mutex_
-  grpc::Status read_error_;  // a message could not be parsed; guarded
-  bool writing_ = false;     // guarded by mutex_
-  bool broken_ = false;      // guarded by mutex_
-  bool cancelled_ = false;   // guarded by mutex_
-  bool finished_ = false;    // guarded by mutex_
+  Replies replies_;
 };
 
 }  // namespace reluserve
