@@ -4,7 +4,11 @@ docker/Dockerfile and docker/k8s/ without a cluster: every YAML document
 parses, and the objects fit each other and the server (selectors match, probes
 and ports are the server's: HTTP readiness and liveness on 8000, gRPC on 8001,
 metrics on 8002; the grace period covers preStop plus the drain; every replica
-is balanced, over gRPC and HTTP, and scraped).
+is balanced, over gRPC and HTTP, and scraped). The secure variants too
+(docker/k8s/secure/, docker/compose.secure.yaml, nginx.secure.conf,
+prometheus.secure.yml): every Secret or file the server, its probes, nginx
+and Prometheus name is mounted and has the key named, and the probes are
+exec probes of reluserve-client health with the TLS flags.
 
 Usage: docker/check-manifests.py   (run by scripts/docker-test.sh; needs
 Debian's python3-yaml). Prints one line per file, exits 1 on a problem.
@@ -12,6 +16,7 @@ Debian's python3-yaml). Prints one line per file, exits 1 on a problem.
 
 import pathlib
 import re
+import shlex
 import sys
 
 import yaml
@@ -72,9 +77,17 @@ def check_http_probe(where, container, probe, path, ports):
                  f"{where}: {probe} is not an httpGet of {path} on {HTTP_PORT}")
 
 
-def check_k8s():
-    objects = {}
+SECURE_K8S = DOCKER / "k8s" / "secure"
+
+
+def load_k8s():
+    """{(kind, name): (where, doc)} of docker/k8s/ outside secure/, and of
+    secure/ (which kustomization.yaml, not an object, lists)."""
+    plain, secure = {}, {}
     for path in sorted((DOCKER / "k8s").rglob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        objects = secure if SECURE_K8S in path.parents else plain
         docs = load_all(path)
         check(docs, f"{path}: no YAML document")
         for doc in docs:
@@ -82,8 +95,15 @@ def check_k8s():
             for key in ("apiVersion", "kind", "metadata"):
                 check(key in doc, f"{where}: no {key}")
             check(doc.get("metadata", {}).get("name"), f"{where}: no metadata.name")
-            objects[(doc.get("kind"), doc["metadata"].get("name"))] = (where, doc)
+            key = (doc.get("kind"), doc["metadata"].get("name"))
+            check(key not in plain and key not in secure,
+                  f"{where}: a second {key[0]} named {key[1]} (one namespace holds both sets)")
+            objects[key] = (where, doc)
         print(f"check-manifests: {path.relative_to(DOCKER.parent)}: {len(docs)} object(s)")
+    return plain, secure
+
+
+def check_k8s(objects):
 
     def get(kind, name):
         found = objects.get((kind, name))
@@ -262,6 +282,261 @@ def check_compose():
     print(f"check-manifests: docker/compose.yaml: {len(replicas)} replicas, nginx, prometheus")
 
 
+TLS_ENV = ("RELUSERVE_TLS_CERT", "RELUSERVE_TLS_KEY", "RELUSERVE_TLS_CLIENT_CA",
+           "RELUSERVE_AUTH_TOKEN_FILE")
+TLS_FLAGS = ("--tls-ca", "--tls-cert", "--tls-key")
+
+
+def flag_value(args, flag):
+    """The value of `flag V` or `flag=V` in an argument list, or None."""
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(flag + "="):
+            return arg[len(flag) + 1:]
+    return None
+
+
+def check_health_command(where, args, mounted):
+    """reluserve-client health on 127.0.0.1:8001 with every TLS flag naming
+    a mounted file (mounted: a predicate on a path)."""
+    check(args[:2] == ["reluserve-client", "health"], f"{where}: not reluserve-client health: {args}")
+    check(flag_value(args, "--target") == f"127.0.0.1:{GRPC_PORT}",
+          f"{where}: --target is not 127.0.0.1:{GRPC_PORT}")
+    check(flag_value(args, "--model") == "", f"{where}: no --model '' (ServerLive and ServerReady)")
+    for flag in TLS_FLAGS:
+        path = flag_value(args, flag)
+        check(path and mounted(path), f"{where}: {flag} {path} is not a mounted file")
+
+
+def secure_secrets():
+    """{name: (type, {keys})} of the Secrets docker/k8s/secure declares: its
+    kustomization.yaml's secretGenerator (KEY=FILE or FILE) and any Secret
+    objects; and the kustomization's resources."""
+    secrets = {}
+    path = SECURE_K8S / "kustomization.yaml"
+    kustomization = load_all(path)[0] if path.exists() else {}
+    for gen in kustomization.get("secretGenerator", []):
+        keys = {entry.split("=", 1)[0] if "=" in entry else pathlib.PurePath(entry).name
+                for entry in gen.get("files", [])}
+        keys |= {entry.split("=", 1)[0] for entry in gen.get("literals", [])}
+        secrets[gen.get("name")] = (gen.get("type", "Opaque"), keys)
+        if gen.get("type") == "kubernetes.io/tls":
+            check({"tls.crt", "tls.key"} <= keys, f"kustomization.yaml: Secret {gen.get('name')} "
+                  "of type kubernetes.io/tls without tls.crt and tls.key")
+    check(kustomization.get("generatorOptions", {}).get("disableNameSuffixHash") is True,
+          "kustomization.yaml: Secret names get a hash suffix: the Deployment and the "
+          "kubectl create commands name them without")
+    return secrets, kustomization.get("resources", [])
+
+
+def check_k8s_secure(objects, plain):
+    secrets, resources = secure_secrets()
+    for (kind, name), (_, doc) in objects.items():
+        if kind == "Secret":
+            keys = set(doc.get("data", {}) or {}) | set(doc.get("stringData", {}) or {})
+            secrets[name] = (doc.get("type", "Opaque"), keys)
+    files = sorted(p.name for p in SECURE_K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+    check(sorted(resources) == files,
+          f"kustomization.yaml: resources {resources}, expected the directory's {files}")
+
+    found = objects.get(("Deployment", "reluserve-secure"))
+    check(found, "k8s/secure: no Deployment named reluserve-secure")
+    deployment = found[1] if found else {}
+    plain_deployment = plain.get(("Deployment", "reluserve"), ("", {}))[1]
+    where = "k8s/secure Deployment"
+    spec = deployment.get("spec", {})
+    template = spec.get("template", {})
+    labels = template.get("metadata", {}).get("labels", {})
+    selector = spec.get("selector", {}).get("matchLabels", {})
+    check(selector and selector.items() <= labels.items(),
+          f"{where}: selector does not match the pod template's labels")
+    # Neither set's selectors may pick up the other's pods.
+    plain_labels = plain_deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("labels", {})
+    for (kind, name), (_, doc) in plain.items():
+        sel = doc.get("spec", {}).get("selector", {})
+        sel = sel.get("matchLabels", sel) if kind != "Service" else sel
+        if isinstance(sel, dict) and sel and all(isinstance(v, str) for v in sel.values()):
+            check(not sel.items() <= labels.items(),
+                  f"{where}: plaintext {kind} {name} selects its pods")
+    for (kind, name), (_, doc) in objects.items():
+        if kind == "Service":
+            sel = doc.get("spec", {}).get("selector", {})
+            check(sel and sel.items() <= labels.items(), f"k8s/secure Service {name}: selector "
+                  "does not match the secure Deployment's pods")
+            check(not (sel.items() <= plain_labels.items()),
+                  f"k8s/secure Service {name}: selects the plaintext pods")
+    pod = template.get("spec", {})
+    plain_pod = plain_deployment.get("spec", {}).get("template", {}).get("spec", {})
+    security = pod.get("securityContext", {})
+    for key, value in plain_pod.get("securityContext", {}).items():
+        check(security.get(key) == value, f"{where}: pod securityContext.{key} is not the "
+              f"plaintext Deployment's {value}")
+    containers = pod.get("containers", [])
+    check(len(containers) == 1, f"{where}: expected one container")
+    container = containers[0] if containers else {}
+    plain_container = (plain_pod.get("containers") or [{}])[0]
+    check(container.get("securityContext") == plain_container.get("securityContext"),
+          f"{where}: container securityContext differs from the plaintext Deployment's")
+    for key in ("terminationGracePeriodSeconds", "automountServiceAccountToken"):
+        check(pod.get(key) == plain_pod.get(key), f"{where}: {key} differs from the plaintext one")
+    check(container.get("lifecycle") == plain_container.get("lifecycle"),
+          f"{where}: lifecycle (preStop) differs from the plaintext Deployment's")
+    ports = {p.get("name"): p.get("containerPort") for p in container.get("ports", [])}
+    check(ports == {"http": HTTP_PORT, "grpc": GRPC_PORT, "metrics": METRICS_PORT},
+          f"{where}: container ports are {ports}")
+
+    # Secret volumes: declared here, readable by the server's UID alone,
+    # mounted whole and read-only (a subPath mount is never updated).
+    secret_volumes = {}
+    for volume in pod.get("volumes", []):
+        secret = volume.get("secret")
+        if secret is None:
+            continue
+        name = secret.get("secretName")
+        check(name in secrets, f"{where}: volume {volume.get('name')} mounts Secret {name}, "
+              "which docker/k8s/secure does not declare")
+        mode = secret.get("defaultMode", 0o644)
+        check(mode & 0o137 == 0, f"{where}: volume {volume.get('name')}: defaultMode "
+              f"{mode:04o} lets others read or anyone write")
+        secret_volumes[volume.get("name")] = secrets.get(name, ("", set()))[1]
+    check(not secret_volumes or (security.get("fsGroup") is not None
+                                 and security.get("fsGroup") == security.get("runAsGroup")),
+          f"{where}: Secret volumes without fsGroup = runAsGroup: the files are root's, "
+          "unreadable by the server's UID")
+    mounts = {}  # mount path -> keys
+    for mount in container.get("volumeMounts", []):
+        if mount.get("name") in secret_volumes:
+            check(mount.get("readOnly") is True, f"{where}: Secret mount {mount.get('mountPath')} not readOnly")
+            check("subPath" not in mount, f"{where}: Secret mount {mount.get('mountPath')} with "
+                  "subPath: kubelet never updates it (rotation)")
+            mounts[mount.get("mountPath").rstrip("/")] = secret_volumes[mount.get("name")]
+    for name in secret_volumes:
+        check(any(m.get("name") == name for m in container.get("volumeMounts", [])),
+              f"{where}: Secret volume {name} is not mounted")
+
+    def mounted(path):
+        parent, _, key = str(path).rpartition("/")
+        return key in mounts.get(parent, set())
+
+    for name in TLS_ENV:
+        path = env_value(container, name)
+        check(path and mounted(path), f"{where}: {name}={path} is no key of a mounted Secret")
+    # The kubelet's gRPC probe cannot speak TLS, httpGet cannot present a
+    # client certificate: exec probes of reluserve-client health, with the
+    # plaintext Deployment's failure budgets.
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        p = container.get(probe, {})
+        check(set(p) & {"httpGet", "grpc", "tcpSocket", "exec"} == {"exec"},
+              f"{where}: {probe} is not an exec probe")
+        check_health_command(f"{where}: {probe}", p.get("exec", {}).get("command", []), mounted)
+        plain_probe = plain_container.get(probe, {})
+        for key, default in (("periodSeconds", 10), ("failureThreshold", 3)):
+            check(p.get(key, default) == plain_probe.get(key, default),
+                  f"{where}: {probe}.{key} {p.get(key, default)} is not the plaintext "
+                  f"Deployment's {plain_probe.get(key, default)}")
+    drain_s = int(env_value(container, "RELUSERVE_DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS))
+    liveness = container.get("livenessProbe", {})
+    check(liveness.get("periodSeconds", 10) * liveness.get("failureThreshold", 3) > drain_s,
+          f"{where}: livenessProbe would restart a pod within its {drain_s} s drain")
+
+    for (kind, name), (_, doc) in objects.items():
+        if kind != "Service":
+            continue
+        for port in doc.get("spec", {}).get("ports", []):
+            check(port.get("targetPort") in ports,
+                  f"k8s/secure Service {name}: targetPort {port.get('targetPort')} is no container port")
+            check(port.get("appProtocol") == "https",
+                  f"k8s/secure Service {name}: port {port.get('port')} appProtocol is not https (TLS)")
+    print(f"check-manifests: docker/k8s/secure: {len(secrets)} Secret(s), "
+          f"{len(mounts)} mounted, {len(TLS_ENV)} paths, 3 exec probes")
+
+
+def compose_mounts(service, top_secrets):
+    """{container path: host file} of a compose service's file secrets and
+    bind mounts."""
+    mounts = {}
+    for secret in service.get("secrets", []):
+        source = secret if isinstance(secret, str) else secret.get("source")
+        target = secret if isinstance(secret, str) else secret.get("target", source)
+        target = target if target.startswith("/") else f"/run/secrets/{target}"
+        check(source in top_secrets, f"compose.secure.yaml: secret {source} is not defined")
+        mounts[target] = top_secrets.get(source, {}).get("file")
+    for volume in service.get("volumes", []):
+        parts = str(volume).split(":")
+        if len(parts) >= 2:
+            mounts[parts[1]] = parts[0]
+    return mounts
+
+
+def check_compose_secure():
+    where = "compose.secure.yaml"
+    base = load_all(DOCKER / "compose.yaml")[0].get("services", {})
+    override = load_all(DOCKER / "compose.secure.yaml")[0]
+    services = override.get("services", {})
+    top_secrets = override.get("secrets", {})
+    for name, secret in top_secrets.items():
+        check("file" in secret, f"{where}: secret {name} has no file")
+    replicas = sorted(n for n in base if re.fullmatch(r"reluserve-\d+", n))
+    for name in replicas:
+        service = services.get(name)
+        if not check(service, f"{where}: replica {name} is not overridden"):
+            continue
+        mounts = compose_mounts(service, top_secrets)
+        env = service.get("environment", {})
+        for var in TLS_ENV:
+            check(env.get(var) in mounts, f"{where}: {name}: {var}={env.get(var)} is not mounted")
+        test = service.get("healthcheck", {}).get("test", [])
+        if test[:1] == ["CMD-SHELL"]:
+            args = shlex.split(test[1]) if len(test) > 1 else []
+        else:
+            args = test[1:]
+        check_health_command(f"{where}: {name}: healthcheck", args, mounts.__contains__)
+
+    nginx = services.get("nginx", {})
+    mounts = compose_mounts(nginx, top_secrets)
+    check(mounts.get("/etc/nginx/nginx.conf") == "./nginx.secure.conf",
+          f"{where}: nginx does not mount ./nginx.secure.conf on /etc/nginx/nginx.conf")
+    conf = (DOCKER / "nginx.secure.conf").read_text(encoding="utf-8")
+    paths = re.findall(r"^\s*\w*ssl_(?:certificate|certificate_key|trusted_certificate|"
+                       r"client_certificate)\s+(\S+);", conf, re.M)
+    check(len(paths) >= 8, f"nginx.secure.conf: {len(paths)} certificate paths, expected 8")
+    for path in paths:
+        check(path in mounts, f"nginx.secure.conf: {path} is not mounted into nginx")
+    for name in replicas:
+        for port in (GRPC_PORT, HTTP_PORT):
+            check(re.search(rf"server\s+{name}:{port}\b", conf),
+                  f"nginx.secure.conf: no upstream server {name}:{port}")
+    for directive in (r"grpc_pass\s+grpcs://", r"proxy_pass\s+https://",
+                      r"grpc_ssl_verify\s+on;", r"proxy_ssl_verify\s+on;",
+                      r"grpc_ssl_name\s+\S+;", r"proxy_ssl_name\s+\S+;",
+                      r"grpc_ssl_certificate\s", r"proxy_ssl_certificate\s",
+                      rf"listen\s+{GRPC_PORT}\s+ssl\s+http2;", rf"listen\s+{HTTP_PORT}\s+ssl;",
+                      r"grpc_next_upstream\s+error\s+timeout\b",
+                      r"proxy_next_upstream\s+error\s+timeout\b"):
+        check(re.search(directive, conf), f"nginx.secure.conf: no {directive}")
+    check(not re.search(r"(grpc|proxy)_pass\s+(grpc|http)://", conf),
+          "nginx.secure.conf: a plaintext grpc_pass or proxy_pass")
+
+    prometheus = services.get("prometheus", {})
+    mounts = compose_mounts(prometheus, top_secrets)
+    check(mounts.get("/etc/prometheus/prometheus.yml") == "./prometheus.secure.yml",
+          f"{where}: prometheus does not mount ./prometheus.secure.yml")
+    jobs = load_all(DOCKER / "prometheus.secure.yml")[0].get("scrape_configs", [])
+    for job in jobs:
+        check(job.get("scheme") == "https", f"prometheus.secure.yml: job {job.get('job_name')} not https")
+        tls = job.get("tls_config", {})
+        for key in ("ca_file", "cert_file", "key_file"):
+            check(tls.get(key) in mounts, f"prometheus.secure.yml: tls_config.{key} "
+                  f"{tls.get(key)} is not mounted into prometheus")
+    targets = [t for job in jobs for sc in job.get("static_configs", []) for t in sc.get("targets", [])]
+    for name in replicas:
+        check(f"{name}:{METRICS_PORT}" in targets,
+              f"prometheus.secure.yml: does not scrape {name}:{METRICS_PORT}")
+    print(f"check-manifests: docker/compose.secure.yaml: {len(replicas)} replicas with TLS, "
+          f"nginx.secure.conf ({len(paths)} certificate paths), prometheus.secure.yml")
+
+
 def check_dockerfile():
     exposed = set()
     for line in (DOCKER / "Dockerfile").read_text(encoding="utf-8").splitlines():
@@ -272,8 +547,11 @@ def check_dockerfile():
     print(f"check-manifests: docker/Dockerfile: EXPOSE {' '.join(map(str, sorted(exposed)))}")
 
 
-check_k8s()
+plain_objects, secure_objects = load_k8s()
+check_k8s(plain_objects)
+check_k8s_secure(secure_objects, plain_objects)
 check_compose()
+check_compose_secure()
 check_dockerfile()
 for problem in problems:
     print(f"check-manifests: {problem}", file=sys.stderr)
