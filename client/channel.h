@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "client/client_security.h"
 #include "grpcpp/channel.h"
 
 namespace reluserve {
@@ -53,12 +54,28 @@ struct ChannelOptions {
   // among its arguments: channels with distinct values never share a
   // connection (reluserve-load's --channels). Negative: gRPC's global pool.
   int connection_index = -1;
+  // TLS (with a client certificate: mutual TLS) and the bearer token, for
+  // gRPC channels and HTTP connections alike. Default: plaintext, no token.
+  ClientSecurity security;
 };
 
 // Whether `target` names several addresses itself: an `ipv4:` or `ipv6:`
 // list such as "ipv4:127.0.0.1:8001,127.0.0.1:8002". A DNS name that
 // resolves to several addresses does not count (ask for kRoundRobin).
 bool ListsSeveralAddresses(absl::string_view target);
+
+// The host every address of an ipv4:/ipv6: list names ("127.0.0.1" for
+// ipv4:127.0.0.1:8001,127.0.0.1:8002; "::1" for ipv6:[::1]:1,[::1]:2), or
+// empty when they differ or `target` is no such list. With TLS a channel
+// checks each server's certificate against this one host: gRPC would check
+// it against the whole list.
+std::string SharedListHost(absl::string_view target);
+
+// InvalidArgument, saying what to do instead, when `options` want TLS and
+// `target` lists several hosts (no one name to check certificates
+// against).
+absl::Status ValidateTlsTarget(const ChannelOptions& options,
+                               absl::string_view target);
 
 // Whether `options` would round-robin over `target`.
 bool UsesRoundRobin(const ChannelOptions& options, absl::string_view target);
@@ -69,13 +86,19 @@ bool UsesRoundRobin(const ChannelOptions& options, absl::string_view target);
 std::string ServiceConfigJson(const ChannelOptions& options,
                               absl::string_view target);
 
-// InvalidArgument, naming the field, when `options` is out of range.
+// InvalidArgument, naming the field, when `options` is out of range or its
+// security has a certificate without a key (ValidateClientSecurity).
 absl::Status ValidateChannelOptions(const ChannelOptions& options);
 
-// An insecure channel to `target` (host:port or any gRPC target URI) with
+// A channel to `target` (host:port or any gRPC target URI) with
 // ServiceConfigJson as its service config (resolvers cannot replace it), and
 // message size limits lifted to INT32_MAX both ways (as Python tritonclient
 // does), so large batches are not cut off at gRPC's 4 MiB default.
+// Plaintext unless options.security.tls: then grpc::SslCredentials with its
+// CA, certificate and key (the server's certificate must name the target's
+// host). With a token, an interceptor adds "authorization: Bearer <token>"
+// to every call, over plaintext and TLS alike (gRPC's call credentials
+// refuse plaintext channels).
 std::shared_ptr<grpc::Channel> CreateClientChannel(
     const std::string& target, const ChannelOptions& options = {});
 

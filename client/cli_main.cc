@@ -24,6 +24,7 @@
 #include "client/inference_client.h"
 #include "client/npy.h"
 #include "client/protocol_flags.h"
+#include "client/security_flags.h"
 #include "client/stats.h"
 #include "client/tensor.h"
 #include "common/command_line.h"
@@ -44,6 +45,7 @@ constexpr char kExitStatusFooter[] =
 
 struct CommonFlags {
   ProtocolFlags protocol;
+  SecurityFiles security;
   ClientOptions options;
   int64_t timeout_ms = 30000;
   int64_t connect_timeout_ms = 1000;
@@ -79,6 +81,7 @@ void AddCommonFlags(CLI::App& command, CommonFlags& flags) {
       ->check(CLI::Range(int64_t{0}, int64_t{24} * 3600 * 1000))
       ->capture_default_str();
   AddChannelFlags(command, flags.options.channel);
+  AddSecurityFlags(command, flags.security);
   command.footer(kExitStatusFooter);
 }
 
@@ -439,12 +442,28 @@ int Main(int argc, char** argv) {
   CommonFlags& common = health->parsed()     ? health_flags
                         : metadata->parsed() ? metadata_flags
                                              : infer_common;
-  if (const std::string problem = common.protocol.Problem(); !problem.empty()) {
+  if (const std::string problem =
+          common.protocol.Problem(common.security.tls());
+      !problem.empty()) {
     std::cerr << "reluserve-client: " << problem
               << "\nRun 'reluserve-client --help' for usage.\n";
     return kExitUsage;
   }
+  if (std::optional<int> exit_status =
+          LoadSecurityFlags(common.security, "reluserve-client",
+                            common.options.channel.security)) {
+    return *exit_status;
+  }
   common.options.target = common.protocol.Target();
+  if (absl::Status valid =
+          common.protocol.protocol == Protocol::kGrpc
+              ? ValidateTlsTarget(common.options.channel, common.options.target)
+              : absl::OkStatus();
+      !valid.ok()) {
+    std::cerr << "reluserve-client: " << valid.message()
+              << "\nRun 'reluserve-client --help' for usage.\n";
+    return kExitUsage;
+  }
   common.options.http_tensors = common.protocol.http_tensors();
   common.options.deadline = std::chrono::milliseconds(common.timeout_ms);
   const std::unique_ptr<InferenceClient> client =

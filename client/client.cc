@@ -16,6 +16,10 @@ namespace {
 
 constexpr char kFp32[] = "FP32";
 
+// A fail-fast call on a channel in TRANSIENT_FAILURE ends at once; this
+// bounds one that finds it connecting again.
+constexpr auto kTlsDetailDeadline = std::chrono::seconds(1);
+
 absl::Status Malformed(absl::string_view problem) {
   return absl::InternalError(absl::StrCat("malformed response: ", problem));
 }
@@ -46,6 +50,27 @@ Client::Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
       channel_(std::move(channel)),
       stub_(inference::GRPCInferenceService::NewStub(channel_)) {}
 
+std::string TlsConnectionDetail(const ChannelOptions& options,
+                                const std::shared_ptr<grpc::Channel>& channel) {
+  if (!options.security.tls) return "";
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kTlsDetailDeadline);
+  inference::ServerLiveResponse response;
+  const grpc::Status status =
+      inference::GRPCInferenceService::NewStub(channel)->ServerLive(
+          &context, inference::ServerLiveRequest(), &response);
+  if (status.ok() || status.error_message().empty()) return "";
+  // A server that refuses the client's certificate (TLS 1.3) closes the
+  // connection after the handshake, which gRPC reports as no more than this.
+  const bool closed = absl::StrContains(status.error_message(), "closed");
+  return absl::StrCat(" (TLS: ", status.error_message(),
+                      closed ? "; does the server want a client certificate, "
+                               "--tls-cert and --tls-key, signed by a CA it "
+                               "trusts?"
+                             : "",
+                      ")");
+}
+
 absl::Status Client::WaitForConnection(
     std::chrono::milliseconds timeout) const {
   if (channel_->WaitForConnected(std::chrono::system_clock::now() + timeout)) {
@@ -54,7 +79,8 @@ absl::Status Client::WaitForConnection(
   return absl::UnavailableError(absl::StrCat(
       "cannot reach ", options_.target, ": no connection within ",
       timeout.count(),
-      " ms (is the server running there? --connect-timeout-ms waits longer)"));
+      " ms (is the server running there? --connect-timeout-ms waits longer)",
+      TlsConnectionDetail(options_.channel, channel_)));
 }
 
 void Client::PrepareContext(grpc::ClientContext& context) const {

@@ -89,6 +89,12 @@ absl::StatusOr<InferResult> DecodeResponse(
 // The absl::Status with the same code and message as `status`.
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
+// After a channel with TLS failed to connect: " (TLS: <why>)" from gRPC's
+// last connection error (e.g. CERTIFICATE_VERIFY_FAILED), which a fail-fast
+// call reports at once; empty without TLS or without such an error.
+std::string TlsConnectionDetail(const ChannelOptions& options,
+                                const std::shared_ptr<grpc::Channel>& channel);
+
 }  // namespace reluserve
 
 #endif  // RELUSERVE_CLIENT_CLIENT_H_

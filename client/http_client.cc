@@ -45,7 +45,7 @@ bool ReadFlag(absl::string_view call, const absl::StatusOr<HttpAnswer>& answer,
 HttpClient::HttpClient(ClientOptions options)
     : options_(std::move(options)),
       connection_(options_.target, options_.deadline,
-                  options_.channel.max_attempts) {}
+                  options_.channel.max_attempts, options_.channel.security) {}
 
 absl::Status HttpClient::WaitForConnection(
     std::chrono::milliseconds timeout) const {

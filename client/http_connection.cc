@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "client/channel.h"
+#include "client/http_tls.h"
 #include "httplib.h"
 
 namespace reluserve {
@@ -28,8 +29,8 @@ constexpr auto kConnectRetryPause = std::chrono::milliseconds(50);
 absl::Status BadTarget(absl::string_view target, absl::string_view why) {
   return absl::InvalidArgumentError(
       absl::StrCat("HTTP target \"", target, "\": ", why,
-                   "; --protocol http takes one HOST:PORT, [IPV6]:PORT or "
-                   "http://HOST:PORT"));
+                   "; --protocol http takes one HOST:PORT, [IPV6]:PORT, "
+                   "http://HOST:PORT or https://HOST:PORT"));
 }
 
 std::optional<size_t> HeaderLength(const httplib::Response& response) {
@@ -57,16 +58,21 @@ struct HttpConnection::Attempt {
   absl::StatusOr<HttpAnswer> answer;
   // Nothing reached the server (connection refused), or it answered 503.
   bool retryable = false;
+  // TLS failed: no point in trying again.
+  bool tls_failed = false;
 };
 
-absl::StatusOr<HttpEndpoint> ParseHttpTarget(absl::string_view target) {
+absl::StatusOr<HttpEndpoint> ParseHttpTarget(absl::string_view target,
+                                             bool tls) {
   absl::string_view rest = target;
-  if (absl::StartsWith(rest, "https://")) {
-    return BadTarget(target, "https is not supported");
-  }
-  absl::ConsumePrefix(&rest, "http://");
-  absl::ConsumeSuffix(&rest, "/");
   HttpEndpoint endpoint;
+  endpoint.tls = absl::ConsumePrefix(&rest, "https://") || tls;
+  if (absl::ConsumePrefix(&rest, "http://") && tls) {
+    return BadTarget(target,
+                     "http:// with --tls-ca or --tls-cert (TLS): write "
+                     "https://HOST:PORT or HOST:PORT");
+  }
+  absl::ConsumeSuffix(&rest, "/");
   absl::string_view port;
   if (absl::StartsWith(rest, "[")) {
     const size_t close = rest.find(']');
@@ -98,14 +104,24 @@ absl::StatusOr<HttpEndpoint> ParseHttpTarget(absl::string_view target) {
 
 HttpConnection::HttpConnection(absl::string_view target,
                                std::chrono::milliseconds deadline,
-                               int max_attempts)
+                               int max_attempts, const ClientSecurity& security)
     : target_(target),
       deadline_(deadline),
       max_attempts_(std::max(1, max_attempts)) {
-  absl::StatusOr<HttpEndpoint> endpoint = ParseHttpTarget(target);
+  absl::StatusOr<HttpEndpoint> endpoint = ParseHttpTarget(target, security.tls);
   target_status_ = endpoint.status();
   if (!endpoint.ok()) return;
-  http_ = std::make_unique<httplib::Client>(endpoint->host, endpoint->port);
+  tls_ = endpoint->tls;
+  if (tls_) {
+    absl::StatusOr<std::unique_ptr<httplib::ClientImpl>> client =
+        MakeHttpsClient(endpoint->host, endpoint->port, security);
+    target_status_ = client.status();
+    if (!client.ok()) return;
+    http_ = *std::move(client);
+  } else {
+    http_ =
+        std::make_unique<httplib::ClientImpl>(endpoint->host, endpoint->port);
+  }
   http_->set_keep_alive(true);
   // The header and the body leave in separate writes: without this, Nagle
   // holds the body back until the header's ACK, which the server may delay.
@@ -114,7 +130,11 @@ HttpConnection::HttpConnection(absl::string_view target,
   http_->set_url_encode(false);
   // The server would otherwise gzip JSON answers: CPU on both sides for
   // loopback or LAN bytes.
-  http_->set_default_headers({{"Accept-Encoding", "identity"}});
+  httplib::Headers headers = {{"Accept-Encoding", "identity"}};
+  if (!security.token.empty()) {
+    headers.emplace("Authorization", BearerValue(security.token));
+  }
+  http_->set_default_headers(std::move(headers));
 }
 
 HttpConnection::~HttpConnection() = default;
@@ -138,6 +158,7 @@ HttpConnection::Attempt HttpConnection::Once(Clock::time_point deadline,
   http_->set_connection_timeout(left_us);
   http_->set_read_timeout(left_us);
   http_->set_write_timeout(left_us);
+  if (tls_) ClearTlsFailure();
   httplib::Result result = send(*http_);
   const Clock::time_point end = Clock::now();
   const auto elapsed_ms =
@@ -152,6 +173,14 @@ HttpConnection::Attempt HttpConnection::Once(Clock::time_point deadline,
       return {absl::DeadlineExceededError(absl::StrCat(
                   "no answer from ", target_, " within ", elapsed_ms, " ms")),
               false};
+    }
+    if (const TlsFailure tls = tls_ ? TlsFailureOf(error) : TlsFailure();
+        !tls.why.empty()) {
+      Attempt attempt{absl::UnavailableError(absl::StrCat(
+                          "TLS to ", target_, " failed: ", tls.why)),
+                      false};
+      attempt.tls_failed = tls.definite;
+      return attempt;
     }
     if (error == httplib::Error::Connection ||
         error == httplib::Error::ConnectionTimeout) {
@@ -182,7 +211,7 @@ HttpConnection::Attempt HttpConnection::Once(Clock::time_point deadline,
 
 absl::StatusOr<HttpAnswer> HttpConnection::Get(const std::string& path) const {
   return Once(DeadlineFromNow(),
-              [&path](httplib::Client& http) { return http.Get(path); })
+              [&path](httplib::ClientImpl& http) { return http.Get(path); })
       .answer;
 }
 
@@ -206,7 +235,7 @@ absl::StatusOr<HttpAnswer> HttpConnection::PostInfer(
   const Clock::time_point start = Clock::now();
   const Clock::time_point deadline = DeadlineFromNow();
   for (int attempt = 1;; ++attempt) {
-    Attempt result = Once(deadline, [&](httplib::Client& http) {
+    Attempt result = Once(deadline, [&](httplib::ClientImpl& http) {
       return http.Post(request.path, headers, length, provide,
                        request.content_type());
     });
@@ -224,12 +253,12 @@ absl::Status HttpConnection::WaitForConnection(
     std::chrono::milliseconds timeout) const {
   const Clock::time_point deadline = Clock::now() + timeout;
   while (true) {
-    Attempt attempt = Once(deadline, [](httplib::Client& http) {
+    Attempt attempt = Once(deadline, [](httplib::ClientImpl& http) {
       return http.Get("/v2/health/live");
     });
     if (attempt.answer.ok()) return absl::OkStatus();
     const absl::StatusCode code = attempt.answer.status().code();
-    if (code == absl::StatusCode::kInvalidArgument) {
+    if (code == absl::StatusCode::kInvalidArgument || attempt.tls_failed) {
       return attempt.answer.status();
     }
     const Clock::time_point now = Clock::now();
@@ -238,7 +267,9 @@ absl::Status HttpConnection::WaitForConnection(
       return absl::UnavailableError(absl::StrCat(
           "cannot reach ", target_, ": no HTTP answer within ", timeout.count(),
           " ms (is the server running there, with --http-port? "
-          "--connect-timeout-ms waits longer)"));
+          "--connect-timeout-ms waits longer)",
+          tls_ ? absl::StrCat("; last: ", attempt.answer.status().message())
+               : ""));
     }
     std::this_thread::sleep_for(kConnectRetryPause);
   }

@@ -16,11 +16,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "client/client_security.h"
 #include "client/http_infer_response.h"
 #include "client/http_protocol.h"
 
 namespace httplib {
-class Client;
+class ClientImpl;
 }
 
 namespace reluserve {
@@ -29,12 +30,16 @@ namespace reluserve {
 struct HttpEndpoint {
   std::string host;  // a name or an address (IPv6 without brackets)
   int port = 0;
+  bool tls = false;  // https
 };
 
-// "host:port", "[v6 address]:port" or "http://host:port" (a trailing "/"
-// allowed). InvalidArgument, saying what is taken, for anything else: gRPC
-// target URIs (ipv4:..., dns:///...), lists, https, a missing port.
-absl::StatusOr<HttpEndpoint> ParseHttpTarget(absl::string_view target);
+// "host:port", "[v6 address]:port", "http://host:port" or
+// "https://host:port" (a trailing "/" allowed); `tls` (TLS flags given)
+// makes a target without a scheme https and refuses http://.
+// InvalidArgument, saying what is taken, for anything else: gRPC target URIs
+// (ipv4:..., dns:///...), lists, a missing port.
+absl::StatusOr<HttpEndpoint> ParseHttpTarget(absl::string_view target,
+                                             bool tls = false);
 
 // An answer with any HTTP status; HttpError() says whether it is an error.
 struct HttpAnswer {
@@ -51,8 +56,9 @@ struct HttpAnswer {
 };
 
 // Socket failures come back as Unavailable (the server cannot be reached,
-// or the connection broke before the answer), DeadlineExceeded (no answer
-// within the deadline) or Cancelled (Abort()).
+// or the connection broke before the answer; a TLS handshake that failed,
+// saying why), DeadlineExceeded (no answer within the deadline) or
+// Cancelled (Abort()).
 //
 // Thread safety: requests may come from any threads and run one at a time
 // (a mutex; one connection). Abort() may be called from any thread, also
@@ -64,9 +70,13 @@ class HttpConnection {
   // inference request goes out while the answer is 503 or the connection is
   // refused: 50, 100, 200, 400 ms apart (kRetryInitialBackoffS...), never
   // past the deadline. A bad `target` fails every request with
-  // ParseHttpTarget's error.
+  // ParseHttpTarget's error. `security`: TLS (an https target, or
+  // security.tls), the server's certificate checked against security.ca_pem
+  // (else the system's roots) and its name against the target's host; a
+  // client certificate when it has one; its token as "Authorization: Bearer
+  // <token>" on every request.
   HttpConnection(absl::string_view target, std::chrono::milliseconds deadline,
-                 int max_attempts);
+                 int max_attempts, const ClientSecurity& security = {});
   ~HttpConnection();
 
   HttpConnection(const HttpConnection&) = delete;
@@ -83,7 +93,7 @@ class HttpConnection {
 
   // GET /v2/health/live until the server answers anything, at most
   // `timeout` (ignoring the deadline). Unavailable, saying how to wait
-  // longer, when it never does.
+  // longer, when it never does; at once, saying why, when TLS fails.
   absl::Status WaitForConnection(std::chrono::milliseconds timeout) const;
 
   // Breaks off the request in progress, if any (it fails Cancelled); the
@@ -106,7 +116,9 @@ class HttpConnection {
   mutable std::mutex mu_;  // one request at a time
   // Set by Abort(), cleared when a request starts.
   mutable std::atomic<bool> aborted_{false};
-  std::unique_ptr<httplib::Client> http_;  // null when target_status_ fails
+  bool tls_ = false;
+  // An httplib::SSLClient with TLS; null when target_status_ fails.
+  std::unique_ptr<httplib::ClientImpl> http_;
 };
 
 }  // namespace reluserve

@@ -70,7 +70,8 @@ absl::StatusOr<std::shared_ptr<const InferenceClient>> ConnectGrpc(
       return absl::UnavailableError(absl::StrCat(
           "cannot reach ", options.target, ": no connection within ",
           options.connect_timeout.count(),
-          " ms (pass --connect-timeout-ms to wait longer)"));
+          " ms (pass --connect-timeout-ms to wait longer)",
+          TlsConnectionDetail(options.channel, channel)));
     }
   }
   return std::make_shared<Client>(
@@ -136,7 +137,7 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
       return absl::InvalidArgumentError(
           "--http-json goes with --protocol http");
     }
-    return absl::OkStatus();
+    return ValidateTlsTarget(options.channel, options.target);
   }
   if (options.stream) {
     return absl::InvalidArgumentError(
@@ -153,7 +154,7 @@ absl::Status ValidateLoadOptions(const LoadOptions& options) {
     return absl::InvalidArgumentError(
         "--dtype bf16 travels only as binary data: drop --http-json");
   }
-  return ParseHttpTarget(options.target).status();
+  return ParseHttpTarget(options.target, options.channel.security.tls).status();
 }
 
 LoadGenerator::LoadGenerator(LoadOptions options)
@@ -223,6 +224,7 @@ absl::StatusOr<std::vector<StepResult>> LoadGenerator::Run(
     calls.expected_outputs = transport->expected_outputs;
     calls.timeout = options_.timeout;
     calls.max_attempts = options_.channel.max_attempts;
+    calls.security = options_.channel.security;
     calls.max_threads = options_.max_in_flight;
     for (int concurrency : options_.concurrency) {
       calls.max_threads = std::max(calls.max_threads, concurrency);

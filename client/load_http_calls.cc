@@ -37,7 +37,7 @@ void HttpCalls::Start(Step* step, const Ticket& ticket) {
       workers_.size() < static_cast<size_t>(spec_.max_threads)) {
     auto worker = std::make_unique<Worker>();
     worker->connection = std::make_unique<HttpConnection>(
-        spec_.target, spec_.timeout, spec_.max_attempts);
+        spec_.target, spec_.timeout, spec_.max_attempts, spec_.security);
     const HttpConnection& connection = *worker->connection;
     worker->thread = std::thread([this, &connection] { Work(connection); });
     workers_.push_back(std::move(worker));

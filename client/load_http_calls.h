@@ -29,7 +29,8 @@ struct HttpCallSpec {
   HttpInferRequest request;  // sent with each ticket's id
   int expected_outputs = 1;
   std::chrono::milliseconds timeout{10000};  // each request's deadline
-  int max_attempts = 1;  // while the answer is 503 or the connection refused
+  int max_attempts = 1;     // while the answer is 503 or the connection refused
+  ClientSecurity security;  // TLS and the token of every connection
   // Threads (and connections) at most: as many as requests can be in flight.
   int max_threads = 1;
 };

@@ -18,6 +18,7 @@
 #include "client/load_generator.h"
 #include "client/load_report.h"
 #include "client/protocol_flags.h"
+#include "client/security_flags.h"
 #include "common/command_line.h"
 
 namespace reluserve {
@@ -241,6 +242,8 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{86400000}))
       ->capture_default_str();
   AddChannelFlags(app, options.channel);
+  SecurityFiles security;
+  AddSecurityFlags(app, security);
   app.add_option("--seed", options.seed, "Seed of the random tensors")
       ->capture_default_str();
   app.add_option("--global-timeout", options.global_timeout_s,
@@ -266,6 +269,10 @@ int Main(int argc, char** argv) {
   options.target = protocol.Target();
   options.timeout = std::chrono::milliseconds(timeout_ms);
   options.connect_timeout = std::chrono::milliseconds(connect_timeout_ms);
+  if (std::optional<int> exit =
+          LoadSecurityFlags(security, kBinary, options.channel.security)) {
+    return *exit;
+  }
   if (absl::Status valid = ValidateLoadOptions(options); !valid.ok()) {
     std::cerr << kBinary << ": " << valid.message() << "\nRun '" << kBinary
               << " --help' for usage.\n";

@@ -26,13 +26,14 @@ struct ProtocolFlags {
   HttpTensors http_tensors() const {
     return http_json ? HttpTensors::kJson : HttpTensors::kBinary;
   }
-  // What is wrong with the combination (a usage error), or empty.
-  std::string Problem() const {
+  // What is wrong with the combination (a usage error), or empty. `tls`:
+  // TLS flags were given.
+  std::string Problem(bool tls = false) const {
     if (http_json && protocol != Protocol::kHttp) {
       return "--http-json goes with --protocol http";
     }
     if (protocol == Protocol::kHttp) {
-      return std::string(ParseHttpTarget(Target()).status().message());
+      return std::string(ParseHttpTarget(Target(), tls).status().message());
     }
     return "";
   }
@@ -41,8 +42,8 @@ struct ProtocolFlags {
 inline void AddProtocolFlags(CLI::App& app, ProtocolFlags& flags) {
   app.add_option("--target", flags.target,
                  "Server address; gRPC also takes several as "
-                 "ipv4:HOST:PORT,HOST:PORT,... (environment: "
-                 "RELUSERVE_TARGET)")
+                 "ipv4:HOST:PORT,HOST:PORT,..., HTTP https://HOST:PORT "
+                 "(environment: RELUSERVE_TARGET)")
       ->type_name("HOST:PORT")
       ->envname("RELUSERVE_TARGET")
       ->default_str(std::string(DefaultTarget(Protocol::kGrpc)) +

@@ -42,7 +42,8 @@ TEST(ParseHttpTargetTest, TakesOneHostAndPort) {
   for (const Case& c : {Case{"127.0.0.1:8000", "127.0.0.1", 8000},
                         Case{"http://localhost:80/", "localhost", 80},
                         Case{"[::1]:8000", "::1", 8000},
-                        Case{"http://[fe80::1]:1", "fe80::1", 1}}) {
+                        Case{"http://[fe80::1]:1", "fe80::1", 1},
+                        Case{"https://localhost:443/", "localhost", 443}}) {
     absl::StatusOr<HttpEndpoint> endpoint = ParseHttpTarget(c.target);
     ASSERT_TRUE(endpoint.ok()) << c.target << ": " << endpoint.status();
     EXPECT_EQ(endpoint->host, c.host);
@@ -51,7 +52,7 @@ TEST(ParseHttpTargetTest, TakesOneHostAndPort) {
   for (const char* bad :
        {"", "localhost", "127.0.0.1:", "127.0.0.1:http", "127.0.0.1:70000",
         "ipv4:127.0.0.1:8000", "ipv4:127.0.0.1:8000,127.0.0.1:8001",
-        "dns:///replicas:8000", "https://host:443", "[::1]", "[::1]8000",
+        "dns:///replicas:8000", "https://host", "[::1]", "[::1]8000",
         ":8000"}) {
     absl::StatusOr<HttpEndpoint> endpoint = ParseHttpTarget(bad);
     EXPECT_EQ(endpoint.status().code(), absl::StatusCode::kInvalidArgument)

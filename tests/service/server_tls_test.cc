@@ -17,8 +17,8 @@ using ::reluserve::testing::GrpcStub;
 using ::reluserve::testing::HttpClientFor;
 using ::reluserve::testing::Plaintext;
 using ::reluserve::testing::ServerMetadata;
+using ::reluserve::testing::SharedTestCertificates;
 using ::reluserve::testing::StartSecureServer;
-using ::reluserve::testing::TestCertificates;
 using ::reluserve::testing::TrustingCa;
 using ::reluserve::testing::UseTls;
 using ::reluserve::testing::WithClientCert;
@@ -102,8 +102,8 @@ TEST(ServerTlsTest, InferenceOverTlsGivesTheSameNumbersAsPlaintext) {
 TEST(ServerTlsTest, StartFailsNamingAKeyThatIsNotTheCertificates) {
   Server::Options options;
   options.port = 0;
-  options.tls.cert_file = TestCertificates::Path("server.pem");
-  options.tls.key_file = TestCertificates::Path("other-server.key");
+  options.tls.cert_file = SharedTestCertificates().Path("server.pem");
+  options.tls.key_file = SharedTestCertificates().Path("other-server.key");
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(
       options, testing::SingleLayerModel(MakeDefaultWeights(4, 2, 1)));
   ASSERT_FALSE(server.ok());

@@ -130,9 +130,9 @@ class ServerTokensTest : public testing::TempDirTest {
         identity_.trusted_ca.empty()
             ? grpc::InsecureChannelCredentials()
             : grpc::SslCredentials(
-                  {testing::TestCertificates::Read(identity_.trusted_ca),
-                   testing::TestCertificates::Read(identity_.key),
-                   testing::TestCertificates::Read(identity_.cert)}));
+                  {testing::SharedTestCertificates().Read(identity_.trusted_ca),
+                   testing::SharedTestCertificates().Read(identity_.key),
+                   testing::SharedTestCertificates().Read(identity_.cert)}));
     grpc::GenericStub stub(channel);
     std::unique_ptr<grpc::ClientContext> context = CallContext();
     grpc::Slice empty("");  // HealthCheckRequest{service: ""}

@@ -13,14 +13,14 @@
 namespace reluserve {
 namespace {
 
-using ::reluserve::testing::TestCertificates;
+using ::reluserve::testing::SharedTestCertificates;
 
 class TlsFilesTest : public testing::TempDirTest {
  protected:
   static TlsFiles Good(bool mutual) {
-    TlsFiles files{TestCertificates::Path("server.pem"),
-                   TestCertificates::Path("server.key"), ""};
-    if (mutual) files.client_ca_file = TestCertificates::Path("ca.pem");
+    TlsFiles files{SharedTestCertificates().Path("server.pem"),
+                   SharedTestCertificates().Path("server.key"), ""};
+    if (mutual) files.client_ca_file = SharedTestCertificates().Path("ca.pem");
     return files;
   }
   static void ExpectRefused(const TlsFiles& files,
@@ -37,17 +37,17 @@ class TlsFilesTest : public testing::TempDirTest {
 TEST_F(TlsFilesTest, ReadsACertificateWithItsKeyAndAClientCa) {
   absl::StatusOr<TlsPems> plain = ReadTlsFiles(Good(false));
   ASSERT_TRUE(plain.ok()) << plain.status();
-  EXPECT_EQ(plain->cert_chain, TestCertificates::Read("server.pem"));
-  EXPECT_EQ(plain->private_key, TestCertificates::Read("server.key"));
+  EXPECT_EQ(plain->cert_chain, SharedTestCertificates().Read("server.pem"));
+  EXPECT_EQ(plain->private_key, SharedTestCertificates().Read("server.key"));
   EXPECT_TRUE(plain->client_ca.empty());
   absl::StatusOr<TlsPems> mutual = ReadTlsFiles(Good(true));
   ASSERT_TRUE(mutual.ok()) << mutual.status();
-  EXPECT_EQ(mutual->client_ca, TestCertificates::Read("ca.pem"));
+  EXPECT_EQ(mutual->client_ca, SharedTestCertificates().Read("ca.pem"));
 }
 
 TEST_F(TlsFilesTest, RefusesAKeyOfAnotherCertificate) {
   TlsFiles files = Good(false);
-  files.key_file = TestCertificates::Path("other-server.key");
+  files.key_file = SharedTestCertificates().Path("other-server.key");
   ExpectRefused(files, {"--tls-key", files.key_file, "is not the key of",
                         files.cert_file});
 }
@@ -65,7 +65,7 @@ TEST_F(TlsFilesTest, RefusesFilesThatAreNotPem) {
   ExpectRefused(files, {"--tls-client-ca", junk, "CA certificates"});
   // A key where the certificate belongs, and the other way round.
   files = Good(false);
-  files.cert_file = TestCertificates::Path("server.key");
+  files.cert_file = SharedTestCertificates().Path("server.key");
   ExpectRefused(files, {"--tls-cert", "expected a certificate"});
 }
 

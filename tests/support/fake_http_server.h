@@ -6,6 +6,8 @@
 // and grad_y [-1, 3] that answers every requested output (default y, with
 // grad_y also grad_x, grad_weight and grad_bias) as relu(x) in x's shape
 // and datatype, binary or JSON as asked. Knobs make it fail or slow down.
+// With a Security, it speaks TLS (mutual TLS with a client CA) and wants a
+// bearer token on every path but /v2/health/*.
 //
 // Thread safety: the knobs are atomics, set from the test's thread while
 // the server's threads read them; what it saw is kept under a mutex.
@@ -44,6 +46,12 @@ class FakeHttpServer {
   std::atomic<bool> statistics{true};
   std::atomic<int> infer_calls{0};
 
+  struct Security {
+    std::string cert_path, key_path;  // TLS when set
+    std::string client_ca_path;       // and a client certificate it signed
+    std::string token;                // 401 without "Bearer <token>"
+  };
+
   struct Seen {
     std::string content_type;
     std::string header_length;  // Inference-Header-Content-Length
@@ -54,70 +62,92 @@ class FakeHttpServer {
     std::lock_guard<std::mutex> lock(mutex_);
     return last_;
   }
+  // The Authorization header of every request, in order ("" when none).
+  std::vector<std::string> authorizations() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return authorizations_;
+  }
   // The client ports inference requests came from: one per connection.
   std::set<int> peers() {
     std::lock_guard<std::mutex> lock(mutex_);
     return peers_;
   }
 
-  FakeHttpServer() {
+  explicit FakeHttpServer(const Security& security = {})
+      : http_(MakeServer(security)) {
     // Room for every keep-alive connection a test opens.
-    http_.new_task_queue = [] { return new httplib::ThreadPool(64); };
-    http_.set_keep_alive_max_count(100000);
-    http_.set_tcp_nodelay(true);
-    http_.Get("/v2/health/live",
-              [](const httplib::Request&, httplib::Response& res) {
-                res.status = 200;
-              });
-    http_.Get("/v2/health/ready",
-              [this](const httplib::Request&, httplib::Response& res) {
-                res.status = ready ? 200 : 503;
-              });
-    http_.Get("/v2", [](const httplib::Request&, httplib::Response& res) {
+    http_->new_task_queue = [] { return new httplib::ThreadPool(64); };
+    http_->set_keep_alive_max_count(100000);
+    http_->set_tcp_nodelay(true);
+    http_->Get("/v2/health/live",
+               [](const httplib::Request&, httplib::Response& res) {
+                 res.status = 200;
+               });
+    http_->Get("/v2/health/ready",
+               [this](const httplib::Request&, httplib::Response& res) {
+                 res.status = ready ? 200 : 503;
+               });
+    http_->Get("/v2", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(R"({"name":"fake","version":"0.0","extensions":)"
                       R"(["binary_tensor_data","statistics"]})",
                       "application/json");
     });
     const std::string model = R"(/v2/models/linear_relu(/versions/1)?)";
-    http_.Get(model + "/ready",
-              [](const httplib::Request&, httplib::Response& res) {
-                res.status = 200;
-              });
-    http_.Get(R"(/v2/models/([^/]+)(/versions/[^/]+)?/ready)",
-              [](const httplib::Request& req, httplib::Response& res) {
-                Error(res, 404, "unknown model '" + req.matches[1].str() + "'");
-              });
-    http_.Get(model, [](const httplib::Request&, httplib::Response& res) {
+    http_->Get(model + "/ready",
+               [](const httplib::Request&, httplib::Response& res) {
+                 res.status = 200;
+               });
+    http_->Get(R"(/v2/models/([^/]+)(/versions/[^/]+)?/ready)",
+               [](const httplib::Request& req, httplib::Response& res) {
+                 Error(res, 404,
+                       "unknown model '" + req.matches[1].str() + "'");
+               });
+    http_->Get(model, [](const httplib::Request&, httplib::Response& res) {
       res.set_content(Metadata().dump(), "application/json");
     });
-    http_.Get(model + "/config",
-              [](const httplib::Request&, httplib::Response& res) {
-                res.set_content(Config().dump(), "application/json");
-              });
-    http_.Get(model + "/stats", [this](const httplib::Request&,
-                                       httplib::Response& res) {
+    http_->Get(model + "/config",
+               [](const httplib::Request&, httplib::Response& res) {
+                 res.set_content(Config().dump(), "application/json");
+               });
+    http_->Get(model + "/stats", [this](const httplib::Request&,
+                                        httplib::Response& res) {
       if (!statistics) return Error(res, 404, "no such path");
       res.set_content(Statistics(infer_calls).dump(), "application/json");
     });
-    http_.Post(model + "/infer",
-               [this](const httplib::Request& req, httplib::Response& res) {
-                 Infer(req, res);
-               });
-    http_.set_error_handler(
+    http_->Post(model + "/infer",
+                [this](const httplib::Request& req, httplib::Response& res) {
+                  Infer(req, res);
+                });
+    http_->set_pre_routing_handler([this, token = security.token](
+                                       const httplib::Request& req,
+                                       httplib::Response& res) {
+      const std::string authorization = req.get_header_value("Authorization");
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        authorizations_.push_back(authorization);
+      }
+      if (token.empty() || req.path.rfind("/v2/health/", 0) == 0 ||
+          authorization == "Bearer " + token) {
+        return httplib::Server::HandlerResponse::Unhandled;
+      }
+      Error(res, 401, "missing or wrong bearer token");
+      return httplib::Server::HandlerResponse::Handled;
+    });
+    http_->set_error_handler(
         [](const httplib::Request& req, httplib::Response& res) {
           if (res.status == 404 && res.body.empty()) {
             Error(res, 404, "no " + req.path);
           }
         });
-    port_ = http_.bind_to_any_port("127.0.0.1");
-    listener_ = std::thread([this] { http_.listen_after_bind(); });
-    while (!http_.is_running()) {
+    port_ = http_->bind_to_any_port("127.0.0.1");
+    listener_ = std::thread([this] { http_->listen_after_bind(); });
+    while (!http_->is_running()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
 
   ~FakeHttpServer() {
-    http_.stop();
+    http_->stop();
     listener_.join();
   }
 
@@ -282,12 +312,21 @@ class FakeHttpServer {
     res.set_content(text + sections, "application/octet-stream");
   }
 
-  httplib::Server http_;
+  static std::unique_ptr<httplib::Server> MakeServer(const Security& security) {
+    if (security.cert_path.empty()) return std::make_unique<httplib::Server>();
+    return std::make_unique<httplib::SSLServer>(
+        security.cert_path.c_str(), security.key_path.c_str(),
+        security.client_ca_path.empty() ? nullptr
+                                        : security.client_ca_path.c_str());
+  }
+
+  std::unique_ptr<httplib::Server> http_;
   std::thread listener_;
   int port_ = 0;
   std::mutex mutex_;
   Seen last_;
   std::set<int> peers_;
+  std::vector<std::string> authorizations_;
 };
 
 }  // namespace reluserve::testing

@@ -55,9 +55,10 @@ inline std::unique_ptr<Server> StartSecureServer(
 }
 
 inline Server::Options& UseTls(Server::Options& options, bool mutual) {
-  options.tls.cert_file = TestCertificates::Path("server.pem");
-  options.tls.key_file = TestCertificates::Path("server.key");
-  if (mutual) options.tls.client_ca_file = TestCertificates::Path("ca.pem");
+  options.tls.cert_file = SharedTestCertificates().Path("server.pem");
+  options.tls.key_file = SharedTestCertificates().Path("server.key");
+  if (mutual)
+    options.tls.client_ca_file = SharedTestCertificates().Path("ca.pem");
   return options;
 }
 
@@ -67,10 +68,10 @@ inline std::unique_ptr<inference::GRPCInferenceService::Stub> GrpcStub(
       grpc::InsecureChannelCredentials();
   if (!identity.trusted_ca.empty()) {
     grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = TestCertificates::Read(identity.trusted_ca);
+    ssl.pem_root_certs = SharedTestCertificates().Read(identity.trusted_ca);
     if (!identity.cert.empty()) {
-      ssl.pem_cert_chain = TestCertificates::Read(identity.cert);
-      ssl.pem_private_key = TestCertificates::Read(identity.key);
+      ssl.pem_cert_chain = SharedTestCertificates().Read(identity.cert);
+      ssl.pem_private_key = SharedTestCertificates().Read(identity.key);
     }
     credentials = grpc::SslCredentials(ssl);
   }
@@ -108,9 +109,12 @@ inline std::unique_ptr<httplib::Client> HttpClientFor(
   } else {
     client = std::make_unique<httplib::Client>(
         "https://127.0.0.1:" + std::to_string(port),
-        identity.cert.empty() ? "" : TestCertificates::Path(identity.cert),
-        identity.key.empty() ? "" : TestCertificates::Path(identity.key));
-    client->set_ca_cert_path(TestCertificates::Path(identity.trusted_ca));
+        identity.cert.empty() ? ""
+                              : SharedTestCertificates().Path(identity.cert),
+        identity.key.empty() ? ""
+                             : SharedTestCertificates().Path(identity.key));
+    client->set_ca_cert_path(
+        SharedTestCertificates().Path(identity.trusted_ca));
     client->enable_server_certificate_verification(true);
   }
   client->set_connection_timeout(std::chrono::seconds(5));
