@@ -11,15 +11,11 @@ Verdict (exit 0 only if both hold):
   (OK, or INVALID_ARGUMENT / 400 for the malformed ones), with right numbers;
 - RSS growth after warm-up at most --max-growth: (max RSS after warm-up -
   RSS at the end of warm-up) / RSS at the end of warm-up. Warm-up is the
-  first --warmup seconds (default 180): oneDNN primitives for each batch
-  size, allocator pools and gRPC's buffers settle there. glibc gives each
-  of the server's ~49 threads an arena (up to 8 per core) that fills over
-  the first minutes: 600 s runs grew 7.5 % and 13.4 % after 60 s, and
-  2.6 % and 3.2 % after 180 s, flat at the end; with MALLOC_ARENA_MAX=2,
-  2.3 % after 60 s (docs/reliability.md).
+  first --warmup seconds (default 60): oneDNN primitives for each batch
+  size, allocator pools and gRPC's buffers settle there.
 
     /usr/bin/python3 -B scripts/soak.py --server PATH --stubs DIR [--seconds 600]
-        [--concurrency 16] [--warmup 180] [--out DIR]
+        [--concurrency 16] [--warmup 60] [--out DIR]
 
 scripts/soak.sh builds the release preset and runs this. Bounded: the load
 stops after --seconds, every call after 20 s.
@@ -47,7 +43,7 @@ def parse_args():
     p.add_argument("--stubs", required=True)
     p.add_argument("--seconds", type=float, default=600)
     p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--warmup", type=float, default=180)
+    p.add_argument("--warmup", type=float, default=60)
     p.add_argument("--bad-every", type=int, default=10)
     p.add_argument("--max-growth", type=float, default=0.05)
     p.add_argument("--out", default=None, help="where rss.csv and server.log go")

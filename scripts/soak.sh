@@ -4,7 +4,7 @@
 # 127.0.0.1 for SECONDS (default 600) at concurrency 16: mixed forward,
 # forward+backward, BF16 and malformed requests over gRPC and HTTP/REST, the
 # server's RSS sampled each second. Exit 0 only with no unexpected outcome and
-# RSS growth <= 5 % after the 180 s warm-up (scripts/soak.py --help).
+# RSS growth <= 5 % after the 60 s warm-up (scripts/soak.py --help).
 # Usage: scripts/soak.sh [SECONDS] [soak.py flags, e.g. --out DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."

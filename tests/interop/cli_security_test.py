@@ -232,7 +232,7 @@ class CliSecurityTest(unittest.TestCase):
         try:
             result = run([ARGS.client, "health", "--target",
                           f"{sp.LOOPBACK}:{server.port}", "--tls-ca",
-                          self.path("other-ca.pem"), "--connect-timeout-ms", 500])
+                          self.path("other-ca.pem"), "--connect-timeout-ms", 3000])
             self.assertEqual(result.returncode, EXIT_UNREACHABLE, result.stderr)
             self.assertIn("certificate verify failed", result.stderr)
             self.assertEqual(server.seen, [])
@@ -257,7 +257,7 @@ class CliSecurityTest(unittest.TestCase):
             before = len(server.seen)
             result = run([ARGS.client, "health", "--protocol", "http", "--target",
                           f"{sp.LOOPBACK}:{server.port}", "--tls-ca",
-                          self.path("ca.pem"), "--connect-timeout-ms", 500])
+                          self.path("ca.pem"), "--connect-timeout-ms", 3000])
             self.assertEqual(result.returncode, EXIT_UNREACHABLE, result.stderr)
             self.assertIn("TLS", result.stderr)
             self.assertIn("client certificate", result.stderr)
