@@ -22,7 +22,11 @@ ssl.SSLContext):
 Certificates come from tests/support/make_test_certs.sh (openssl) at test
 time.
 
-    /usr/bin/python3 -B security_test.py --server PATH --stubs DIR [-v]
+- reluserve-client and reluserve-load with --tls-ca, --tls-cert, --tls-key
+  and --token-file against it, over gRPC and HTTPS.
+
+    /usr/bin/python3 -B security_test.py --server PATH --client PATH
+        --load PATH --stubs DIR [-v]
 """
 
 import sys
@@ -44,7 +48,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import server_process as sp  # noqa: E402
 
-ARGS, UNITTEST_ARGV = sp.parse_cli(sys.argv, need_client=False)
+ARGS, LOAD, UNITTEST_ARGV = sp.parse_load_cli(sys.argv)
 if ARGS.stubs:
     sys.path.insert(0, os.path.abspath(ARGS.stubs))
 
@@ -255,6 +259,34 @@ class SecureServerTest(unittest.TestCase):
         for path in ("/v2/health/live", "/v2/health/ready"):
             self.assertEqual(https_request(self.good, self.http_port, "GET", path).status,
                              200, path)
+
+    def test_reluserve_client_and_load_with_tls_and_a_token(self):
+        token_file = os.path.join(self.tmp.name, "client-token")
+        with open(token_file, "w") as f:
+            f.write("first-token\n")
+        flags = ["--tls-ca", self.cert("ca.pem"), "--tls-cert", self.cert("client.pem"),
+                 "--tls-key", self.cert("client.key"), "--token-file", token_file]
+        targets = {"grpc": self.server.target, "http": f"{sp.LOOPBACK}:{self.http_port}"}
+        for protocol, target in targets.items():
+            with self.subTest(protocol=protocol, binary="reluserve-client"):
+                done = subprocess.run(
+                    [ARGS.client, "infer", "--protocol", protocol, "--target", target,
+                     "--batch", "3", "--grad", *flags],
+                    capture_output=True, text=True, timeout=120, env=sp.loopback_env())
+                self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+                self.assertIn("grad_weight", done.stdout)
+                refused = subprocess.run(
+                    [ARGS.client, "infer", "--protocol", protocol, "--target", target,
+                     "--batch", "3", *flags[:6]],
+                    capture_output=True, text=True, timeout=120, env=sp.loopback_env())
+                self.assertNotEqual(refused.returncode, 0, refused.stdout)
+                self.assertIn("UNAUTHENTICATED", refused.stdout + refused.stderr)
+            with self.subTest(protocol=protocol, binary="reluserve-load"):
+                done = subprocess.run(
+                    [LOAD, "--protocol", protocol, "--target", target, "--concurrency", "2",
+                     "--requests", "40", "--batch", "4", "--quiet", *flags],
+                    capture_output=True, text=True, timeout=180, env=sp.loopback_env())
+                self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
 
     def test_sighup_rotates_the_tokens(self):
         try:
