@@ -166,18 +166,20 @@ def grpc_request_seeds():
     return seeds
 
 
-# --- REST bodies: byte 0 the model, bytes 1-2 Inference-Header-Content-Length
+# --- REST bodies: byte 0 the model (+0x80: chunked), bytes 1-2
+# Inference-Header-Content-Length
 
 MODEL_INDEX = {"linear_relu": 0, "deep": 1, "deep/1": 2, "forward_only": 3,
                "deep/2": 4, "missing": 5}
 NO_HEADER_LENGTH = 0xFFFF
 
 
-def http(model, header, binary=b"", header_length=None):
+def http(model, header, binary=b"", header_length=None, chunked=False):
     text = header if isinstance(header, bytes) else json.dumps(header).encode()
     if header_length is None:
         header_length = len(text) if binary else NO_HEADER_LENGTH
-    return bytes([MODEL_INDEX[model]]) + struct.pack("<H", header_length) + text + binary
+    first = MODEL_INDEX[model] | (0x80 if chunked else 0)
+    return bytes([first]) + struct.pack("<H", header_length) + text + binary
 
 
 def json_input(name, shape, data, datatype="FP32"):
@@ -215,6 +217,8 @@ def http_infer_request_seeds():
             "outputs": [{"name": "grad_0.weight"}, {"name": "grad_x"}]},
                                    fp32_bytes(2 * K)),
         "deep_version_1": http("deep/1", {"inputs": [x1], "outputs": [{"name": "y"}]}),
+        "chunked_binary": http("linear_relu", {"inputs": [binary_input("x", [2, K], 8 * K)]},
+                               fp32_bytes(2 * K), chunked=True),
         "forward_only": http("forward_only", {"id": "f", "inputs": [x1]}),
         # Near-misses.
         "binary_beyond_body": http("linear_relu", {"inputs": [binary_input("x", [1, K], 4 * K + 4)]},
