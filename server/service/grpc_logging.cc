@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/stubs/logging.h"
 #include "spdlog/spdlog.h"
 
 namespace reluserve {
@@ -51,6 +52,15 @@ void LogToSpdlog(gpr_log_func_args* args) {
               "{}", line);
 }
 
+void ProtobufLogToSpdlog(google::protobuf::LogLevel level, const char* file,
+                         int line, const std::string& message) {
+  const char* name = std::strrchr(file, '/');
+  spdlog::log(level == google::protobuf::LOGLEVEL_FATAL
+                  ? spdlog::level::critical
+                  : spdlog::level::debug,
+              "protobuf: {}:{} {}", name ? name + 1 : file, line, message);
+}
+
 }  // namespace
 
 void SetGrpcListenerFailureHandler(
@@ -61,6 +71,7 @@ void SetGrpcListenerFailureHandler(
 }
 
 void RouteGrpcLogsToSpdlog() {
+  google::protobuf::SetLogHandler(&ProtobufLogToSpdlog);
   gpr_set_log_function(&LogToSpdlog);
   // gRPC drops lines below its verbosity before they reach the function.
   gpr_set_log_verbosity(spdlog::should_log(spdlog::level::debug)

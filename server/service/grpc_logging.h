@@ -9,7 +9,12 @@ namespace reluserve {
 
 // Sends gRPC's own log lines to spdlog ("grpc: file:line message"), at the
 // level spdlog is set to: gRPC's errors as warnings, its info and debug lines
-// as debug. Call once, before the first gRPC object is made.
+// as debug. Protobuf's go there too ("protobuf: file:line message"), as
+// debug but for fatal ones: in the server protobuf only complains about the
+// messages it parses (a string field that is not UTF-8: one line per such
+// request, which the client hears about as INVALID_ARGUMENT), and would
+// otherwise write them to stderr past --log-format and --log-level. Call
+// once, before the first gRPC object is made.
 void RouteGrpcLogsToSpdlog();
 
 // Calls `handler` (on a gRPC thread) when gRPC reports that a listener

@@ -105,79 +105,87 @@ def bf16_bytes(count):
     return b"".join(struct.pack("<f", v)[2:] for v in floats(count))
 
 
+def x_input(shape, datatype="FP32", **contents):
+    return input_tensor("x", datatype, shape, **contents)
+
+
+def linear_relu(inputs, outputs=(), raw=()):
+    return request("linear_relu", inputs, outputs, raw=raw)
+
+
 def grpc_request_seeds():
-    x, gy = input_tensor("x", "FP32", [2, K]), input_tensor("grad_y", "FP32", [2, M])
-    seeds = {
-        "forward_raw": request("linear_relu", [input_tensor("x", "FP32", [1, K])],
-                               raw=[fp32_bytes(K)]),
+    x, gy = x_input([2, K]), input_tensor("grad_y", "FP32", [2, M])
+    x1 = x_input([1, K])
+    return {
+        "forward_raw": linear_relu([x1], raw=[fp32_bytes(K)]),
         "backward_raw": request("linear_relu", [x, gy],
                                 raw=[fp32_bytes(2 * K), fp32_bytes(2 * M)],
                                 id_="req-1"),
-        "forward_typed": request(
-            "linear_relu", [input_tensor("x", "FP32", [1, K], fp32=floats(K))],
-            [output_tensor("y")]),
-        "reshaped_grad_x": request(
-            "linear_relu",
-            [input_tensor("x", "FP32", [2, 2, 3]), gy],
+        "forward_typed": linear_relu([x_input([1, K], fp32=floats(K))],
+                                     [output_tensor("y")]),
+        "reshaped_grad_x": linear_relu(
+            [x_input([2, 2, 3]), gy],
             [output_tensor("grad_x"), output_tensor("grad_bias")],
             raw=[fp32_bytes(2 * K), fp32_bytes(2 * M)]),
-        "bf16_mixed_outputs": request(
-            "linear_relu",
-            [input_tensor("x", "BF16", [1, K]), input_tensor("grad_y", "BF16", [1, M])],
+        "bf16_mixed_outputs": linear_relu(
+            [x_input([1, K], "BF16"), input_tensor("grad_y", "BF16", [1, M])],
             [output_tensor("grad_weight", "FP32"), output_tensor("y")],
             raw=[bf16_bytes(K), bf16_bytes(M)]),
         "deep_gradients": request(
             "deep",
-            [input_tensor("x", "FP32", [3, K]), input_tensor("grad_y", "FP32", [3, DEEP_OUT])],
+            [x_input([3, K]), input_tensor("grad_y", "FP32", [3, DEEP_OUT])],
             [output_tensor("grad_0.weight"), output_tensor("grad_2.bias"),
              output_tensor("grad_4.weight"), output_tensor("grad_x", "BF16")],
             raw=[fp32_bytes(3 * K), fp32_bytes(3 * DEEP_OUT)]),
-        "deep_version_1": request("deep", [input_tensor("x", "FP32", [8, K])],
-                                  raw=[fp32_bytes(8 * K)], version="1", id_="abc",
-                                  extra=field(4, parameter("priority", bool_param(True)))),
-        "forward_only": request("forward_only", [input_tensor("x", "FP32", [1, K], fp32=floats(K))]),
+        "deep_version_1": request(
+            "deep", [x_input([8, K])], raw=[fp32_bytes(8 * K)], version="1",
+            id_="abc", extra=field(4, parameter("priority", bool_param(True)))),
+        "forward_only": request("forward_only",
+                                [x_input([1, K], fp32=floats(K))]),
         # Near-misses, one refusal each.
-        "raw_count": request("linear_relu", [x, gy], raw=[fp32_bytes(2 * K)]),
-        "raw_and_typed": request("linear_relu", [input_tensor("x", "FP32", [1, K], fp32=floats(K))],
-                                 raw=[fp32_bytes(K)]),
-        "bf16_typed": request("linear_relu", [input_tensor("x", "BF16", [1, K], fp32=floats(K))]),
-        "int_contents": request("linear_relu", [input_tensor("x", "FP32", [1, K], int32=[1] * K)]),
-        "wrong_datatype": request("linear_relu", [input_tensor("x", "INT32", [1, K])], raw=[fp32_bytes(K)]),
-        "batch_above_max": request("linear_relu", [input_tensor("x", "FP32", [9, K])], raw=[fp32_bytes(9 * K)]),
-        "batch_zero": request("linear_relu", [input_tensor("x", "FP32", [0, K])], raw=[b""]),
-        "negative_dim": request("linear_relu", [input_tensor("x", "FP32", [-1, K])], raw=[fp32_bytes(K)]),
-        "overflowing_shape": request("linear_relu", [input_tensor("x", "FP32", [1 << 62, 1 << 62])],
+        "raw_count": linear_relu([x, gy], raw=[fp32_bytes(2 * K)]),
+        "raw_and_typed": linear_relu([x_input([1, K], fp32=floats(K))],
                                      raw=[fp32_bytes(K)]),
-        "byte_count": request("linear_relu", [input_tensor("x", "FP32", [1, K])], raw=[fp32_bytes(K - 1)]),
-        "gradient_without_grad_y": request("linear_relu", [input_tensor("x", "FP32", [1, K])],
-                                           [output_tensor("grad_x")], raw=[fp32_bytes(K)]),
-        "duplicate_input": request("linear_relu", [input_tensor("x", "FP32", [1, K])] * 2,
-                                   raw=[fp32_bytes(K)] * 2),
-        "unknown_output_datatype": request("linear_relu", [input_tensor("x", "FP32", [1, K])],
-                                           [output_tensor("y", "FP16"), output_tensor("y")],
-                                           raw=[fp32_bytes(K)]),
-        "unknown_model": request("mlp", [input_tensor("x", "FP32", [1, K])], raw=[fp32_bytes(K)]),
-        "unknown_version": request("deep", [input_tensor("x", "FP32", [1, K])], raw=[fp32_bytes(K)],
+        "bf16_typed": linear_relu([x_input([1, K], "BF16", fp32=floats(K))]),
+        "int_contents": linear_relu([x_input([1, K], int32=[1] * K)]),
+        "wrong_datatype": linear_relu([x_input([1, K], "INT32")],
+                                      raw=[fp32_bytes(K)]),
+        "batch_above_max": linear_relu([x_input([9, K])],
+                                       raw=[fp32_bytes(9 * K)]),
+        "batch_zero": linear_relu([x_input([0, K])], raw=[b""]),
+        "negative_dim": linear_relu([x_input([-1, K])], raw=[fp32_bytes(K)]),
+        "overflowing_shape": linear_relu([x_input([1 << 62, 1 << 62])],
+                                         raw=[fp32_bytes(K)]),
+        "byte_count": linear_relu([x1], raw=[fp32_bytes(K - 1)]),
+        "gradient_without_grad_y": linear_relu([x1], [output_tensor("grad_x")],
+                                               raw=[fp32_bytes(K)]),
+        "duplicate_input": linear_relu([x1] * 2, raw=[fp32_bytes(K)] * 2),
+        "unknown_output_datatype": linear_relu(
+            [x1], [output_tensor("y", "FP16"), output_tensor("y")],
+            raw=[fp32_bytes(K)]),
+        "unknown_model": request("mlp", [x1], raw=[fp32_bytes(K)]),
+        "unknown_version": request("deep", [x1], raw=[fp32_bytes(K)],
                                    version="2"),
         "backward_on_forward_only": request(
-            "forward_only", [input_tensor("x", "FP32", [1, K]), input_tensor("grad_y", "FP32", [1, M])],
+            "forward_only", [x1, input_tensor("grad_y", "FP32", [1, M])],
             raw=[fp32_bytes(K), fp32_bytes(M)]),
     }
-    return seeds
 
 
-# --- REST bodies: byte 0 the model, bytes 1-2 Inference-Header-Content-Length
+# --- REST bodies: byte 0 the model (+0x80: chunked), bytes 1-2
+# Inference-Header-Content-Length
 
 MODEL_INDEX = {"linear_relu": 0, "deep": 1, "deep/1": 2, "forward_only": 3,
                "deep/2": 4, "missing": 5}
 NO_HEADER_LENGTH = 0xFFFF
 
 
-def http(model, header, binary=b"", header_length=None):
+def http(model, header, binary=b"", header_length=None, chunked=False):
     text = header if isinstance(header, bytes) else json.dumps(header).encode()
     if header_length is None:
         header_length = len(text) if binary else NO_HEADER_LENGTH
-    return bytes([MODEL_INDEX[model]]) + struct.pack("<H", header_length) + text + binary
+    first = MODEL_INDEX[model] | (0x80 if chunked else 0)
+    return bytes([first]) + struct.pack("<H", header_length) + text + binary
 
 
 def json_input(name, shape, data, datatype="FP32"):
@@ -215,13 +223,17 @@ def http_infer_request_seeds():
             "outputs": [{"name": "grad_0.weight"}, {"name": "grad_x"}]},
                                    fp32_bytes(2 * K)),
         "deep_version_1": http("deep/1", {"inputs": [x1], "outputs": [{"name": "y"}]}),
+        "chunked_binary": http("linear_relu", {"inputs": [binary_input("x", [2, K], 8 * K)]},
+                               fp32_bytes(2 * K), chunked=True),
         "forward_only": http("forward_only", {"id": "f", "inputs": [x1]}),
         # Near-misses.
-        "binary_beyond_body": http("linear_relu", {"inputs": [binary_input("x", [1, K], 4 * K + 4)]},
+        "binary_beyond_body": http("linear_relu",
+                                   {"inputs": [binary_input("x", [1, K], 4 * K + 4)]},
                                    fp32_bytes(K)),
         "binary_extra_bytes": http("linear_relu", {"inputs": [binary_input("x", [1, K], 4 * K)]},
                                    fp32_bytes(K + 1)),
-        "bf16_in_json": http("linear_relu", {"inputs": [json_input("x", [1, K], floats(K), "BF16")]}),
+        "bf16_in_json": http("linear_relu",
+                             {"inputs": [json_input("x", [1, K], floats(K), "BF16")]}),
         "data_and_binary": http("linear_relu", {"inputs": [dict(binary_input("x", [1, K], 4 * K),
                                                                 data=floats(K))]}, fp32_bytes(K)),
         "negative_shape": http("linear_relu", {"inputs": [json_input("x", [-1, K], floats(K))]}),
@@ -304,9 +316,11 @@ def safetensors_seeds():
         "mixed_forms": safetensors(linear("", 5, K) + linear("0.", 5, K)),
         "offsets_beyond": safetensors(linear("", M, K), data_override=bytes(8)),
         "begin_after_end": raw_safetensors(json.dumps({
-            "weight": {"dtype": "F32", "shape": [1, 1], "data_offsets": [8, 4]}}).encode(), bytes(8)),
+            "weight": {"dtype": "F32", "shape": [1, 1], "data_offsets": [8, 4]}}).encode(),
+            bytes(8)),
         "size_overflow": raw_safetensors(json.dumps({
-            "weight": {"dtype": "F32", "shape": [1 << 40, 1 << 40], "data_offsets": [0, 4]}}).encode(),
+            "weight": {"dtype": "F32", "shape": [1 << 40, 1 << 40],
+                       "data_offsets": [0, 4]}}).encode(),
             bytes(4)),
         "zero_dimension": safetensors([("weight", "F32", [0, K], None)]),
         "rank_3_weight": safetensors([("weight", "F32", [2, 2, 2], None)]),
@@ -319,13 +333,15 @@ def model_config_seeds():
     return {
         "full": b'name: "mlp"\nplatform: "onednn_linear_relu"\nbackend: "reluserve"\n'
                 b"max_batch_size: 64\n"
-                b"dynamic_batching { max_queue_delay_microseconds: 500 preferred_batch_size: [ 32 ] }\n"
+                b"dynamic_batching { max_queue_delay_microseconds: 500"
+                b" preferred_batch_size: [ 32 ] }\n"
                 b'parameters { key: "layers" value: { string_value: "linear,relu,linear" } }\n'
                 b'parameters { key: "backward" value: { string_value: "false" } }\n',
         "empty": b"",
         "comments_only": b"# a config that sets nothing\n\n",
         "batching_defaults": b"dynamic_batching { }\n",
-        "layers_single": b'parameters: [ { key: "layers", value { string_value: " linear , relu " } } ]\n',
+        "layers_single": b'parameters: [ { key: "layers",'
+                         b' value { string_value: " linear , relu " } } ]\n',
         # Near-misses.
         "instance_group": b"instance_group [ { count: 2 kind: KIND_CPU } ]\n",
         "input": b'input [ { name: "x" data_type: TYPE_FP32 dims: [ 6 ] } ]\n',
@@ -339,7 +355,8 @@ def model_config_seeds():
         "huge_delay": b"dynamic_batching { max_queue_delay_microseconds: 18446744073709551615 }\n",
         "unknown_parameter": b'parameters { key: "prefix" value: { string_value: "net." } }\n',
         "backward_maybe": b'parameters { key: "backward" value: { string_value: "maybe" } }\n',
-        "layers_mismatch": b'parameters { key: "layers" value: { string_value: "relu,linear" } }\n',
+        "layers_mismatch":
+            b'parameters { key: "layers" value: { string_value: "relu,linear" } }\n',
         "syntax_error": b"max_batch_size: {\n",
         "wrong_type": b'max_batch_size: "many"\n',
     }

@@ -135,6 +135,17 @@ class ConfigurationTest(unittest.TestCase):
     def test_json_log_format(self):
         server = sp.ServerProcess(ARGS.server, [*SMALL_MODEL, "--log-format", "json"])
         server.start()
+        # A string field that is not UTF-8 (found by the grpc_request fuzz
+        # target): protobuf complains about it, and that must not leave the
+        # log's format.
+        with grpc.insecure_channel(server.target) as channel:
+            infer = channel.unary_unary(
+                "/inference.GRPCInferenceService/ModelInfer")
+            for _ in range(3):
+                with self.assertRaises(grpc.RpcError) as refused:
+                    infer(b"\x0a\x02\xff\xfe", timeout=10)
+                self.assertEqual(refused.exception.code(),
+                                 grpc.StatusCode.INVALID_ARGUMENT)
         server.stop()
         lines = server.log().splitlines()
         self.assertGreater(len(lines), 3)

@@ -7,6 +7,7 @@
 // corpora (tests/fuzz/make_corpus.py) use.
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -93,6 +94,36 @@ inline InferenceRuntime& FuzzRuntime() {
     return new InferenceRuntime(FuzzModels(), InferenceLimits(), monitoring);
   }();
   return *runtime;
+}
+
+// Starts `request` on the runtime with `reply` as a front end does, and
+// checks the outcome: answered before Start returns (the models compute
+// inline), a refusal INVALID_ARGUMENT or NOT_FOUND, `on_success` for an
+// answer, and nothing held once the reply is sent.
+inline void FuzzStart(InferenceRuntime& runtime, RuntimeRequest request,
+                      InferenceReply& reply,
+                      const std::function<void()>& on_success) {
+  bool answered = false;
+  absl::Status outcome;
+  InferenceRuntime::Sent sent;
+  runtime.Start(std::move(request), reply,
+                [&](const absl::Status& status, InferenceRuntime::Sent done) {
+                  answered = true;
+                  outcome = status;
+                  sent = std::move(done);
+                });
+  if (!answered) FuzzCheckFailed("no answer before Start returned");
+  FuzzLog("outcome", outcome);
+  if (outcome.ok()) {
+    on_success();
+  } else {
+    FuzzExpectRefusal(outcome, absl::StatusCode::kInvalidArgument,
+                      absl::StatusCode::kNotFound);
+  }
+  if (sent) sent();
+  if (runtime.pending_bytes() != 0 || runtime.requests_in_flight() != 0) {
+    FuzzCheckFailed("the request still holds bytes or counts in flight");
+  }
 }
 
 }  // namespace reluserve::testing
