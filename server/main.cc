@@ -53,6 +53,11 @@ int main(int argc, char** argv) {
   // Before any thread starts, so that every thread inherits the mask.
   reluserve::StopSignalWatcher stop_signals;
   reluserve::KeepLargeBuffersAcrossCalls();
+  std::optional<reluserve::PeriodicHeapTrim> heap_trim;
+  if (flags.heap_trim_seconds > 0) {
+    heap_trim.emplace(std::chrono::milliseconds(
+        static_cast<int64_t>(flags.heap_trim_seconds * 1000)));
+  }
   const reluserve::OpenFileLimit files = reluserve::RaiseOpenFileLimit();
   if (files.after != files.before) {
     spdlog::info("open-file limit raised from {} to {}", files.before,

@@ -1,5 +1,8 @@
 #include "server/server_flags.h"
 
+#include <cstdlib>
+#include <string>
+
 #include "common/command_line.h"
 
 namespace reluserve {
@@ -123,6 +126,18 @@ void DefineServerFlags(CLI::App& app, ServerFlags& flags) {
                  "On SIGTERM, how long calls in flight may take to finish")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--heap-trim-seconds", flags.heap_trim_seconds,
+                 "Return the heap's free pages to the kernel this often, so "
+                 "RSS follows what is in use (malloc_trim); 0: never")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            const double seconds = std::strtod(text.c_str(), nullptr);
+            return seconds == 0 || (seconds >= 0.1 && seconds <= 86400)
+                       ? ""
+                       : "must be 0 (never) or 0.1 to 86400 seconds";
+          },
+          "0 or 0.1-86400"));
   app.add_option("--model-name", flags.model_name,
                  "Name the model is served under (requests, metadata); "
                  "without --model-repository")

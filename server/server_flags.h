@@ -27,6 +27,7 @@ struct ServerFlags {
   int64_t preferred_batch_size = 0;
   int64_t max_queue_size = 256;
   double drain_seconds = 10.0;
+  double heap_trim_seconds = 10.0;
   int64_t max_connection_idle_ms = 300000;
   int64_t max_connection_age_ms = 0;
   int64_t max_connection_age_grace_ms = 0;

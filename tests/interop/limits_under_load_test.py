@@ -284,16 +284,17 @@ class ByteBudgetUnderLoadTest(unittest.TestCase):
 
 class QueuedWorkTest(unittest.TestCase):
     """One compute thread held by a forward+backward pass of N = 2048
-    through 2048 x 2048 (a second or more), and small requests queued
-    behind it."""
+    through 4096 x 4096 (1.4-2.2 s on a quiet machine; through 2048 x 2048
+    it took 0.35 s there, shorter than the queued requests' deadline), and
+    small requests queued behind it."""
 
-    K = M = 2048
+    K = M = 4096
     SLOW_N = 2048
 
     def start_slow(self, server):
         slow = server.stub.ModelInfer.future(request(self.SLOW_N, self.K, self.M, "slow"),
                                              timeout=RPC_TIMEOUT_S)
-        # Its 32 MiB have arrived once it is pending; then the thread takes it.
+        # Its 64 MiB have arrived once it is pending; then the thread takes it.
         deadline = time.monotonic() + 30
         while self.pending(server) < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
