@@ -154,9 +154,11 @@ class DrainUnderLoadTest(unittest.TestCase):
                 self.assertNotEqual(o.code, "OK", f"{o}: accepted during the drain")
 
     def test_second_sigterm_during_a_held_drain_exits_at_once(self):
-        # One forward+backward pass of N = 2048 through 4096 x 4096 keeps the
-        # drain busy for seconds, under a mixed load of small requests.
-        k = 4096
+        # One forward+backward pass of N = 2048 through 6144 x 6144 keeps the
+        # drain busy for seconds (3.1-5.9 s on a quiet machine; through
+        # 4096 x 4096 it took 1.4-2.2 s, and ended before the checks below),
+        # under a mixed load of small requests.
+        k = 6144
         w, b = np.zeros((k, k), np.float32), np.zeros(k, np.float32)  # shapes only
         server, http_port = ml.start_server(
             ARGS.server, ["--in-features", k, "--out-features", k, "--drain-seconds", 60])
@@ -173,7 +175,7 @@ class DrainUnderLoadTest(unittest.TestCase):
                 heavy.raw_input_contents.append(np.ones((n, k), np.float32).tobytes())
             stub = ml.pb_grpc.GRPCInferenceServiceStub(channel)
             future = stub.ModelInfer.future(heavy, timeout=120)
-            time.sleep(1.5)  # the 64 MiB request arrives and starts computing
+            time.sleep(1.5)  # the 96 MiB request arrives and starts computing
             server.send_signal(signal.SIGTERM)
             time.sleep(0.5)
             self.assertIsNone(server.wait_exit(0), "the drain ended before the second signal")
