@@ -179,7 +179,8 @@ class DrainUnderLoadTest(unittest.TestCase):
             server.send_signal(signal.SIGTERM)
             time.sleep(0.5)
             self.assertIsNone(server.wait_exit(0), "the drain ended before the second signal")
-            self.assertFalse(future.done(), "the heavy request did not hold the drain")
+            self.assertFalse(future.done(), "the heavy request did not hold the drain: "
+                             f"{future.exception() or 'OK'}")
             start = time.monotonic()
             server.send_signal(signal.SIGTERM)
             code = server.wait_exit(5)
